@@ -1,0 +1,343 @@
+"""The site file schema (``site.toml``): the factory and its private 5G network as code.
+
+Structure (TOML arrays of tables use singular names)::
+
+    [site]              name, prefix (identifier prefix), timezone, extra_units
+    [store] [bus]       where samples go (embedded defaults)
+    [network]           [[network.cell]] [[network.slice]] [[network.qos]]
+    [[device]]          a 5G terminal (UE): imsi, slice, qos, cell, carries = [flows]
+    [[equipment]]       ISA-95 place (area / line / cell), device, [[equipment.signal]]
+    [[alarm]]           rules on signals
+    [control]           [[control.writable]] signals operators may write, with interlocks
+    [apps.<name>]       settings of each app
+
+Cross-references (a device's slice, a signal's unit, an alarm's signal...) are checked by
+:mod:`factory5g.model.load`, which reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ID_RE = r"^[a-z0-9][a-z0-9_-]*$"
+SIGNAL_NAME_RE = r"^[a-z][a-z0-9_]*$"
+PATTERN_RE = re.compile(r"^[DSU]+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Role(StrEnum):
+    """API roles, each including the rights of those before it."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ENGINEER = "engineer"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+    def allows(self, required: Role) -> bool:
+        return self.rank >= required.rank
+
+
+class DataType(StrEnum):
+    FLOAT = "float"
+    INT = "int"
+    BOOL = "bool"
+    STRING = "string"
+
+
+# -- [site] -----------------------------------------------------------------------------------
+
+
+class SiteInfo(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    prefix: str = Field(
+        description="Identifier prefix of this enterprise node, e.g. 88.118.8",
+        pattern=r"^[0-9A-Za-z]+(\.[0-9A-Za-z-]+)*$",
+    )
+    timezone: str = "UTC"
+    extra_units: tuple[str, ...] = ()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name like Asia/Shanghai)") from exc
+        return v
+
+
+class StoreSettings(_Strict):
+    backend: Literal["embedded"] = "embedded"
+    path: str = Field("data", description="Directory of the embedded store, relative to the site file")
+    retention_days: float = Field(365.0, gt=0)
+
+
+class BusSettings(_Strict):
+    backend: Literal["memory"] = "memory"
+    queue_batches: int = Field(256, ge=1, le=1_000_000)
+
+
+# -- [network] --------------------------------------------------------------------------------
+
+
+class Cell(_Strict):
+    id: str = Field(pattern=ID_RE)
+    band: str = Field(pattern=r"^n[0-9]{1,3}$", description="NR operating band, e.g. n78")
+    bandwidth_mhz: float = Field(gt=0, le=400)
+    scs_khz: Literal[15, 30, 60, 120, 240] = 30
+    tdd_pattern: str = "DDDSU"
+    special_slot: str = Field("10:2:2", pattern=r"^\d{1,2}:\d{1,2}:\d{1,2}$",
+                              description="DL:GP:UL symbols of the special slot")
+    layers_dl: int = Field(4, ge=1, le=8)
+    layers_ul: int = Field(1, ge=1, le=4)
+    max_modulation_dl: Literal["QPSK", "16QAM", "64QAM", "256QAM", "1024QAM"] = "256QAM"
+    max_modulation_ul: Literal["QPSK", "16QAM", "64QAM", "256QAM"] = "64QAM"
+
+    @field_validator("tdd_pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        if not PATTERN_RE.match(v):
+            raise ValueError(f"TDD pattern {v!r} may only contain D, S and U slots")
+        return v
+
+    @model_validator(mode="after")
+    def _special_slot_fits(self) -> Cell:
+        dl, gp, ul = (int(x) for x in self.special_slot.split(":"))
+        if dl + gp + ul != 14:  # TS 38.211 §4.3.2: 14 OFDM symbols per slot, normal CP
+            raise ValueError(
+                f"special slot {self.special_slot} has {dl + gp + ul} symbols; a slot has 14"
+            )
+        return self
+
+
+class Slice(_Strict):
+    name: str = Field(pattern=ID_RE)
+    sst: int = Field(ge=0, le=255, description="Slice/Service Type (TS 23.501 §5.15.2.2)")
+    sd: str | None = Field(None, pattern=r"^[0-9A-Fa-f]{6}$")
+
+
+class QosProfile(_Strict):
+    name: str = Field(pattern=ID_RE)
+    five_qi: int = Field(ge=1, le=255)
+    arp_priority: int = Field(8, ge=1, le=15)
+    gbr_ul_mbps: float | None = Field(None, ge=0)
+    gbr_dl_mbps: float | None = Field(None, ge=0)
+    mbr_ul_mbps: float | None = Field(None, ge=0)
+    mbr_dl_mbps: float | None = Field(None, ge=0)
+
+
+class Network(_Strict):
+    cell: tuple[Cell, ...] = ()
+    slice: tuple[Slice, ...] = ()
+    qos: tuple[QosProfile, ...] = ()
+
+
+# -- [[device]] -------------------------------------------------------------------------------
+
+
+class FlowKind(StrEnum):
+    CAMERA = "camera"
+    VISION = "vision"
+    PLC = "plc"
+    SENSOR = "sensor"
+    AGV = "agv"
+    VOICE = "voice"
+    AR = "ar"
+    OTHER = "other"
+
+
+class Flow(_Strict):
+    """A traffic flow a device carries, for network planning."""
+
+    kind: FlowKind
+    ul_mbps: float = Field(0.0, ge=0)
+    dl_mbps: float = Field(0.0, ge=0)
+    period_ms: float | None = Field(None, gt=0, description="cyclic traffic: one packet per period")
+    payload_bytes: int | None = Field(None, gt=0)
+    qos: str | None = Field(None, description="QoS profile of this flow, default the device's")
+
+
+class Device(_Strict):
+    id: str = Field(pattern=ID_RE)
+    imsi: str = Field(pattern=r"^(imsi-)?[0-9]{14,15}$")
+    slice: str
+    qos: str | None = None
+    cell: str | None = None
+    carries: tuple[Flow, ...] = ()
+    description: str = ""
+
+
+# -- [[equipment]] ----------------------------------------------------------------------------
+
+
+class SimBinding(_Strict):
+    kind: Literal["sim"]
+    model: str = Field(min_length=1, description="physics model of the demo simulator")
+    output: str = Field(min_length=1)
+
+
+class SparkplugBinding(_Strict):
+    kind: Literal["sparkplug"]
+    group: str = Field(min_length=1)
+    edge: str = Field(min_length=1)
+    device: str | None = None
+    metric: str = Field(min_length=1)
+
+
+class OpcUaBinding(_Strict):
+    kind: Literal["opcua"]
+    endpoint: str = Field(pattern=r"^opc\.tcp://")
+    node: str = Field(pattern=r"^(ns=\d+;)?[isgb]=.+$", description="node id, e.g. ns=2;s=Stand1.Speed")
+    sampling_ms: float = Field(100.0, ge=0)
+
+
+class ModbusBinding(_Strict):
+    kind: Literal["modbus"]
+    host: str = Field(min_length=1)
+    port: int = Field(502, ge=1, le=65535)
+    unit: int = Field(1, ge=0, le=255)
+    table: Literal["holding", "input", "coil", "discrete"] = "holding"
+    address: int = Field(ge=0, le=65535, description="register or coil number (0-based)")
+    type: Literal["int16", "uint16", "int32", "uint32", "int64", "float32", "float64", "bool"] = "uint16"
+    word_order: Literal["big", "little"] = "big"
+    byte_order: Literal["big", "little"] = "big"
+    scale: float = 1.0
+    offset: float = 0.0
+    poll_ms: float = Field(1000.0, gt=0)
+
+
+BINDING_KINDS = ("sim", "sparkplug", "opcua", "modbus")
+
+Binding = Annotated[
+    SimBinding | SparkplugBinding | OpcUaBinding | ModbusBinding, Field(discriminator="kind")
+]
+
+
+class Signal(_Strict):
+    name: str = Field(pattern=SIGNAL_NAME_RE)
+    unit: str = ""
+    type: DataType = DataType.FLOAT
+    description: str = ""
+    min: float | None = None
+    max: float | None = None
+    binding: Binding | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> Signal:
+        if self.min is not None and self.max is not None and self.min >= self.max:
+            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+        return self
+
+
+class Equipment(_Strict):
+    id: str = Field(pattern=ID_RE)
+    name: str = ""
+    area: str = Field(min_length=1, description="ISA-95 area")
+    line: str = Field(min_length=1, description="ISA-95 production line / process cell")
+    cell: str | None = Field(None, description="ISA-95 work cell / unit")
+    kind: str = ""
+    device: str | None = Field(None, description="the 5G terminal this equipment is reached through")
+    signal: tuple[Signal, ...] = ()
+
+
+# -- [[alarm]] and [control] ------------------------------------------------------------------
+
+
+class AlarmKind(StrEnum):
+    HIGH = "high"
+    LOW = "low"
+    RATE = "rate"
+    STATE = "state"
+    STALE = "stale"
+    BAD_QUALITY = "bad_quality"
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class AlarmRule(_Strict):
+    signal: str
+    kind: AlarmKind
+    limit: float | None = Field(None, description="high/low limit, or rate limit per second")
+    state: bool | None = Field(None, description="for kind=state: the value that is abnormal")
+    after_s: float | None = Field(None, gt=0, description="for kind=stale: seconds without update")
+    deadband: float = Field(0.0, ge=0)
+    on_delay_s: float = Field(0.0, ge=0)
+    off_delay_s: float = Field(0.0, ge=0)
+    priority: Priority = Priority.MEDIUM
+    message: str = ""
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> AlarmRule:
+        need = {
+            AlarmKind.HIGH: "limit",
+            AlarmKind.LOW: "limit",
+            AlarmKind.RATE: "limit",
+            AlarmKind.STATE: "state",
+            AlarmKind.STALE: "after_s",
+        }.get(self.kind)
+        if need is not None and getattr(self, need) is None:
+            raise ValueError(f"an alarm of kind {self.kind.value!r} needs {need!r}")
+        return self
+
+
+INTERLOCK_RE = re.compile(
+    r"^\s*(?P<signal>[a-z0-9][a-z0-9_-]*\.[a-z][a-z0-9_]*)\s*(?P<op>==|!=|<=|>=|<|>)\s*"
+    r"(?P<value>true|false|-?\d+(\.\d+)?([eE][-+]?\d+)?)\s*$"
+)
+
+
+class Writable(_Strict):
+    signal: str
+    role: Role = Role.OPERATOR
+    min: float | None = None
+    max: float | None = None
+    safe_value: float | None = None
+    survival_ms: float | None = Field(None, gt=0)
+    interlocks: tuple[str, ...] = ()
+
+    @field_validator("interlocks")
+    @classmethod
+    def _syntax(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for expr in v:
+            if not INTERLOCK_RE.match(expr):
+                raise ValueError(
+                    f"interlock {expr!r} is not 'equipment.signal OP value' "
+                    "(OP one of == != < <= > >=, value a number, true or false)"
+                )
+        return v
+
+
+class Control(_Strict):
+    writable: tuple[Writable, ...] = ()
+
+
+# -- the whole file ---------------------------------------------------------------------------
+
+
+class SiteFile(_Strict):
+    site: SiteInfo
+    store: StoreSettings = StoreSettings()
+    bus: BusSettings = BusSettings()
+    network: Network = Network()
+    device: tuple[Device, ...] = ()
+    equipment: tuple[Equipment, ...] = ()
+    alarm: tuple[AlarmRule, ...] = ()
+    control: Control = Control()
+    apps: dict[str, dict[str, Any]] = Field(default_factory=dict)

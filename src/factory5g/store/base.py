@@ -1,0 +1,80 @@
+"""The Store protocol: where Batches rest, and how the API and the apps read them back.
+
+Semantics every implementation keeps (the tests of each backend check them):
+
+* ``write(batch)`` returns once the batch is durable: after a crash (even ``kill -9``) every
+  acknowledged batch is there, and a batch not yet acknowledged is either wholly there or absent.
+* ``latest(signals)`` gives, per signal, the sample with the greatest timestamp, whatever its
+  quality (a bad-quality latest sample is how a view learns that a device is offline).
+* ``query(signal, start, end)`` gives the raw samples with ``start <= ts < end`` in time order.
+  With ``every`` it gives one row per non-empty bucket ``[k*every, (k+1)*every)`` (aligned to the
+  Unix epoch, clipped to the range), computed over the samples that are not bad (quality >= 0x40):
+  ``ts`` is the bucket start; quality GOOD if all those samples were good, else UNCERTAIN.
+  ``count`` counts them; ``last`` is the value with the greatest timestamp in the bucket.
+* ``apply_retention(before)`` removes every sample with ``ts < before`` and returns how many.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from factory5g.stream.batch import Batch
+
+__all__ = ["Agg", "Store", "StoreError", "StoreStats"]
+
+
+class StoreError(Exception):
+    """Base of the store errors.
+
+    StoreError
+    ├── StoreClosedError      the store was used after close
+    └── StoreQueryError       a query that cannot be answered (bad range, bad bucket width)
+    """
+
+
+class StoreClosedError(StoreError):
+    pass
+
+
+class StoreQueryError(StoreError, ValueError):
+    pass
+
+
+class Agg(StrEnum):
+    MEAN = "mean"
+    MIN = "min"
+    MAX = "max"
+    LAST = "last"
+    COUNT = "count"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    backend: str
+    samples: int
+    bytes_on_disk: int
+    path: str | None
+
+
+@runtime_checkable
+class Store(Protocol):
+    async def write(self, batch: Batch) -> None: ...
+
+    async def latest(self, signals: Sequence[int]) -> Batch: ...
+
+    async def query(
+        self,
+        signal: int,
+        start: int,
+        end: int,
+        every: int | None = None,
+        agg: Agg = Agg.MEAN,
+        limit: int | None = None,
+    ) -> Batch: ...
+
+    async def apply_retention(self, before: int) -> int: ...
+
+    async def stats(self) -> StoreStats: ...
