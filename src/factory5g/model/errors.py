@@ -1,7 +1,7 @@
 """Errors of the model package.
 
-    ModelError
-    └── SiteError(problems)    a site file that cannot be used; every Problem found, at once
+ModelError
+└── SiteError(problems)    a site file that cannot be used; every Problem found, at once
 """
 
 from __future__ import annotations

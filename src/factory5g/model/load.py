@@ -52,8 +52,9 @@ class Site:
         f = self.file
         return (
             f"site {f.site.name!r} ({f.site.prefix}): {len(f.network.cell)} cells, "
-            f"{len(f.network.slice)} slices, {len(f.device)} devices, {len(f.equipment)} equipment, "
-            f"{len(self.signals)} signals, {len(f.alarm)} alarm rules"
+            f"{len(f.network.slice)} slices, {len(f.device)} devices, "
+            f"{len(f.equipment)} equipment, {len(self.signals)} signals, "
+            f"{len(f.alarm)} alarm rules"
         )
 
 
@@ -63,7 +64,9 @@ def load_site(path: str | Path) -> Site:
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise SiteError([Problem(str(p), "", f"cannot read the site file: {exc.strerror}")]) from exc
+        raise SiteError(
+            [Problem(str(p), "", f"cannot read the site file: {exc.strerror}")]
+        ) from exc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -145,7 +148,9 @@ def _fmt(loc: Sequence[str | int]) -> str:
     return out
 
 
-def _explain(err: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[list[str | int], str, str | None]:
+def _explain(
+    err: Mapping[str, Any], data: Mapping[str, Any]
+) -> tuple[list[str | int], str, str | None]:
     raw_loc = list(err["loc"])
     loc: list[str | int] = []
     for i, part in enumerate(raw_loc):
@@ -278,8 +283,10 @@ def _ref(
 ) -> Iterator[tuple[list[str | int], str, str | None]]:
     if isinstance(value, str) and value not in known:
         close = difflib.get_close_matches(value, known, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else (
-            f"defined {what}s: {', '.join(known)}" if known else f"no {what} is defined"
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else (f"defined {what}s: {', '.join(known)}" if known else f"no {what} is defined")
         )
         yield loc, f"{what} {value!r} does not exist", hint
 
@@ -306,9 +313,11 @@ def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[list[str | int]
     sst_sd = Counter((s.get("sst"), s.get("sd")) for _, s in slices)
     for i, s in slices:
         if sst_sd[(s.get("sst"), s.get("sd"))] > 1:
-            yield (["network", "slice", i, "sst"],
-                   f"S-NSSAI (sst={s.get('sst')}, sd={s.get('sd')}) is used by more than one slice",
-                   "give each slice its own SD")
+            yield (
+                ["network", "slice", i, "sst"],
+                f"S-NSSAI (sst={s.get('sst')}, sd={s.get('sd')}) is used by more than one slice",
+                "give each slice its own SD",
+            )
 
     for i, d in devices:
         yield from _ref(d.get("slice"), slice_names, "slice", ["device", i, "slice"])
@@ -318,8 +327,9 @@ def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[list[str | int]
             yield from _ref(d.get("cell"), cell_ids, "cell", ["device", i, "cell"])
         for j, f in _items(d, "carries"):
             if f.get("qos") is not None:
-                yield from _ref(f.get("qos"), qos_names, "QoS profile",
-                                ["device", i, "carries", j, "qos"])
+                yield from _ref(
+                    f.get("qos"), qos_names, "QoS profile", ["device", i, "carries", j, "qos"]
+                )
 
     site = data.get("site") if isinstance(data.get("site"), Mapping) else {}
     extra = site.get("extra_units", []) if isinstance(site, Mapping) else []
@@ -336,9 +346,9 @@ def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[list[str | int]
             unit = s.get("unit", "")
             if isinstance(unit, str) and unit not in units:
                 close = close_units(unit, units)
-                hint = (f"did you mean {' or '.join(repr(c) for c in close)}? " if close else "") + (
-                    "a site can declare more units in [site] extra_units"
-                )
+                hint = (
+                    f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+                ) + ("a site can declare more units in [site] extra_units")
                 yield [*loc, "unit"], f"unknown unit {unit!r}", hint
             if isinstance(eq.get("id"), str) and isinstance(s.get("name"), str):
                 signal_types[f"{eq['id']}.{s['name']}"] = str(s.get("type", "float"))
@@ -347,8 +357,11 @@ def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[list[str | int]
                 key = _binding_key(b)
                 if key is not None:
                     if key in bound:
-                        yield ([*loc, "binding"], "two signals are bound to the same source",
-                               f"the other one is {_fmt(bound[key])}")
+                        yield (
+                            [*loc, "binding"],
+                            "two signals are bound to the same source",
+                            f"the other one is {_fmt(bound[key])}",
+                        )
                     else:
                         bound[key] = loc
     known_signals = sorted(signal_types)
@@ -356,10 +369,16 @@ def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[list[str | int]
     for i, a in _items(data, "alarm"):
         sig = a.get("signal")
         yield from _ref(sig, known_signals, "signal", ["alarm", i, "signal"])
-        if (isinstance(sig, str) and signal_types.get(sig) == DataType.STRING
-                and a.get("kind") in ("high", "low", "rate")):
-            yield (["alarm", i, "kind"], f"a {a.get('kind')} limit needs a numeric signal",
-                   f"{sig} is a string signal")
+        if (
+            isinstance(sig, str)
+            and signal_types.get(sig) == DataType.STRING
+            and a.get("kind") in ("high", "low", "rate")
+        ):
+            yield (
+                ["alarm", i, "kind"],
+                f"a {a.get('kind')} limit needs a numeric signal",
+                f"{sig} is a string signal",
+            )
 
     for i, w in _items(data, "control", "writable"):
         sig = w.get("signal")
@@ -371,8 +390,12 @@ def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[list[str | int]
             for k, expr in enumerate(locks):
                 m = INTERLOCK_RE.match(expr) if isinstance(expr, str) else None
                 if m:
-                    yield from _ref(m.group("signal"), known_signals, "signal",
-                                    ["control", "writable", i, "interlocks", k])
+                    yield from _ref(
+                        m.group("signal"),
+                        known_signals,
+                        "signal",
+                        ["control", "writable", i, "interlocks", k],
+                    )
 
 
 def _binding_key(b: Mapping[str, Any]) -> tuple[Any, ...] | None:
@@ -382,8 +405,14 @@ def _binding_key(b: Mapping[str, Any]) -> tuple[Any, ...] | None:
     if kind == "opcua":
         return (kind, b.get("endpoint"), b.get("node"))
     if kind == "modbus":
-        return (kind, b.get("host"), b.get("port", 502), b.get("unit", 1), b.get("table", "holding"),
-                b.get("address"))
+        return (
+            kind,
+            b.get("host"),
+            b.get("port", 502),
+            b.get("unit", 1),
+            b.get("table", "holding"),
+            b.get("address"),
+        )
     if kind == "sim":
         return (kind, b.get("model"), b.get("output"), id(b))  # sim outputs may be shared
     return None

@@ -56,7 +56,7 @@ class _Scanner:
         triple = self.s.startswith(q * 3, self.i)
         end = q * 3 if triple else q
         self.advance(3 if triple else 1)
-        out = []
+        out: list[str] = []
         while self.i < len(self.s):
             if self.s.startswith(end, self.i):
                 self.advance(len(end))
@@ -170,11 +170,11 @@ class _Scanner:
                 self.lines.setdefault(current, line)
                 self.skip_line()
                 continue
-            key = self.read_key()
-            if not key:
+            keys = self.read_key()
+            if not keys:
                 self.skip_line()
                 continue
-            path = (*current, *key)
+            path = (*current, *keys)
             self.lines.setdefault(path, line)
             self.skip_ws(newlines=False)
             if self.peek() == "=":

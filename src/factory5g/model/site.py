@@ -74,13 +74,17 @@ class SiteInfo(_Strict):
         try:
             zoneinfo.ZoneInfo(v)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {v!r} (use an IANA name like Asia/Shanghai)") from exc
+            raise ValueError(
+                f"unknown time zone {v!r} (use an IANA name like Asia/Shanghai)"
+            ) from exc
         return v
 
 
 class StoreSettings(_Strict):
     backend: Literal["embedded"] = "embedded"
-    path: str = Field("data", description="Directory of the embedded store, relative to the site file")
+    path: str = Field(
+        "data", description="Directory of the embedded store, relative to the site file"
+    )
     retention_days: float = Field(365.0, gt=0)
 
 
@@ -98,8 +102,11 @@ class Cell(_Strict):
     bandwidth_mhz: float = Field(gt=0, le=400)
     scs_khz: Literal[15, 30, 60, 120, 240] = 30
     tdd_pattern: str = "DDDSU"
-    special_slot: str = Field("10:2:2", pattern=r"^\d{1,2}:\d{1,2}:\d{1,2}$",
-                              description="DL:GP:UL symbols of the special slot")
+    special_slot: str = Field(
+        "10:2:2",
+        pattern=r"^\d{1,2}:\d{1,2}:\d{1,2}$",
+        description="DL:GP:UL symbols of the special slot",
+    )
     layers_dl: int = Field(4, ge=1, le=8)
     layers_ul: int = Field(1, ge=1, le=4)
     max_modulation_dl: Literal["QPSK", "16QAM", "64QAM", "256QAM", "1024QAM"] = "256QAM"
@@ -199,7 +206,9 @@ class SparkplugBinding(_Strict):
 class OpcUaBinding(_Strict):
     kind: Literal["opcua"]
     endpoint: str = Field(pattern=r"^opc\.tcp://")
-    node: str = Field(pattern=r"^(ns=\d+;)?[isgb]=.+$", description="node id, e.g. ns=2;s=Stand1.Speed")
+    node: str = Field(
+        pattern=r"^(ns=\d+;)?[isgb]=.+$", description="node id, e.g. ns=2;s=Stand1.Speed"
+    )
     sampling_ms: float = Field(100.0, ge=0)
 
 
@@ -210,7 +219,9 @@ class ModbusBinding(_Strict):
     unit: int = Field(1, ge=0, le=255)
     table: Literal["holding", "input", "coil", "discrete"] = "holding"
     address: int = Field(ge=0, le=65535, description="register or coil number (0-based)")
-    type: Literal["int16", "uint16", "int32", "uint32", "int64", "float32", "float64", "bool"] = "uint16"
+    type: Literal["int16", "uint16", "int32", "uint32", "int64", "float32", "float64", "bool"] = (
+        "uint16"
+    )
     word_order: Literal["big", "little"] = "big"
     byte_order: Literal["big", "little"] = "big"
     scale: float = 1.0
@@ -248,7 +259,9 @@ class Equipment(_Strict):
     line: str = Field(min_length=1, description="ISA-95 production line / process cell")
     cell: str | None = Field(None, description="ISA-95 work cell / unit")
     kind: str = ""
-    device: str | None = Field(None, description="the 5G terminal this equipment is reached through")
+    device: str | None = Field(
+        None, description="the 5G terminal this equipment is reached through"
+    )
     signal: tuple[Signal, ...] = ()
 
 

@@ -11,7 +11,9 @@ TEMPLATES = ("steel",)
 def template_text(name: str) -> str:
     if name not in TEMPLATES:
         raise KeyError(name)
-    return resources.files("factory5g.model").joinpath("templates", f"{name}.toml").read_text("utf-8")
+    return (
+        resources.files("factory5g.model").joinpath("templates", f"{name}.toml").read_text("utf-8")
+    )
 
 
 def write_template(name: str, directory: Path, *, overwrite: bool = False) -> Path:

@@ -128,9 +128,7 @@ class Batch:
 
     @classmethod
     def empty(cls) -> Batch:
-        return cls(
-            np.empty(0, _I32), np.empty(0, _I64), np.empty(0, _F64), np.empty(0, _U8), ()
-        )
+        return cls(np.empty(0, _I32), np.empty(0, _I64), np.empty(0, _F64), np.empty(0, _U8), ())
 
     @classmethod
     def concat(cls, batches: Sequence[Batch]) -> Batch:
@@ -184,7 +182,7 @@ class Batch:
         return Batch(self.signal[mask], self.ts[mask], self.value[mask], self.quality[mask], events)
 
     def last_per_signal(self) -> Batch:
-        """For each signal in the batch, its sample with the greatest timestamp (last one wins ties)."""
+        """Per signal, its sample with the greatest timestamp (the later row wins ties)."""
         if len(self) == 0:
             return self
         # Sort by (signal, ts) stably, keep the final row of each signal run.

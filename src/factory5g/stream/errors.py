@@ -1,9 +1,9 @@
 """Errors of the stream package.
 
-    StreamError
-    ├── BatchError(reason)            a Batch whose columns do not fit together
-    │   └── BatchDecodeError(reason)  bytes that are not an encoded Batch
-    └── BusClosedError(name)          publish/subscribe on a closed bus or subscription
+StreamError
+├── BatchError(reason)            a Batch whose columns do not fit together
+│   └── BatchDecodeError(reason)  bytes that are not an encoded Batch
+└── BusClosedError(name)          publish/subscribe on a closed bus or subscription
 """
 
 from __future__ import annotations

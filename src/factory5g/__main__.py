@@ -1,0 +1,3 @@
+from factory5g.cli import main
+
+main()

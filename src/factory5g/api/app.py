@@ -1,0 +1,66 @@
+"""``create_app(settings)``: the HTTP API, the live WebSocket and the console, one ASGI app.
+
+The lifespan owns every resource: it loads the site, opens the token store and starts the
+:class:`~factory5g.runtime.Runtime`; on shutdown it stops them in reverse order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from importlib import resources
+
+from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from factory5g import __version__
+from factory5g.api import problems
+from factory5g.api.deps import require
+from factory5g.api.routes import health, live, signals, site, store, tokens
+from factory5g.api.settings import Settings
+from factory5g.api.tokens import TokenStore
+from factory5g.model import Role, load_site
+from factory5g.runtime import Runtime
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings, *, on_ready: Callable[[Runtime], None] | None = None) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        site_ = load_site(settings.site)
+        data_dir = settings.data_dir or site_.store_dir()
+        with TokenStore(data_dir / "auth.sqlite") as token_store:
+            async with Runtime(
+                site_,
+                data_dir=data_dir,
+                sim_rate_hz=settings.sim_rate_hz,
+                sim_seed=settings.sim_seed,
+            ) as rt:
+                app.state.runtime = rt
+                app.state.tokens = token_store
+                app.state.settings = settings
+                if on_ready is not None:
+                    on_ready(rt)
+                yield
+
+    app = FastAPI(
+        title="factory5g",
+        version=__version__,
+        summary="The 5G fully-connected factory, on premises",
+        lifespan=lifespan,
+        # Swagger UI and ReDoc load their assets from a CDN: not in an air-gapped plant.
+        docs_url=None,
+        redoc_url=None,
+    )
+    problems.install(app)
+    app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(live.router, prefix=API_PREFIX)
+    viewer = [Depends(require(Role.VIEWER))]
+    app.include_router(site.router, prefix=API_PREFIX, dependencies=viewer)
+    app.include_router(signals.router, prefix=API_PREFIX, dependencies=viewer)
+    app.include_router(store.router, prefix=API_PREFIX, dependencies=viewer)
+    app.include_router(tokens.router, prefix=API_PREFIX)
+    static = resources.files("factory5g.web").joinpath("static")
+    app.mount("/", StaticFiles(directory=str(static), html=True), name="console")
+    return app

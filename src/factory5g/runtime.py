@@ -1,0 +1,200 @@
+"""Wire the components a site file describes and run them: ``async with Runtime(site) as rt``.
+
+Start order: bus → store → store writer → simulator (when the site has sim-bound signals) →
+housekeeping. Stop order is the reverse, and lossless: producers stop first, the bus closes, the
+store writer drains what the bus still holds into the store, then the store closes. Every task
+the runtime starts is held in ``self._tasks`` and awaited on exit — none is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from factory5g.model import Site
+from factory5g.sim import Simulator
+from factory5g.store import EmbeddedStore, Store
+from factory5g.stream import Batch, MemoryBus, MemorySubscription, SlowConsumerPolicy, now_ns
+
+__all__ = ["Runtime", "RuntimeStats"]
+
+log = logging.getLogger(__name__)
+
+_WRITE_COALESCE_SAMPLES = 200_000  # one store transaction per this many queued samples at most
+_RETENTION_PERIOD_S = 3600.0
+_NS_PER_DAY = 86_400 * 10**9
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeStats:
+    started_at: float
+    written_batches: int
+    written_samples: int
+    write_errors: int
+    last_write_error: str | None
+    write_failing: bool
+
+
+class Runtime:
+    """Everything one factory5g process runs for a site, as one async context manager."""
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        data_dir: Path | None = None,
+        sim_rate_hz: float = 10.0,
+        sim_seed: int = 0,
+        store: Store | None = None,
+    ) -> None:
+        self.site = site
+        self.data_dir = data_dir or site.store_dir()
+        self.sim_rate_hz = sim_rate_hz
+        self.sim_seed = sim_seed
+        self._given_store = store
+        self.bus = MemoryBus()
+        self.store: Store
+        self.sim: Simulator | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stack = contextlib.AsyncExitStack()
+        self._writer: asyncio.Task[None] | None = None
+        self._store_sub: MemorySubscription | None = None
+        self.started_at = 0.0
+        self.written_batches = 0
+        self.written_samples = 0
+        self.write_errors = 0
+        self.last_write_error: str | None = None
+        self.write_failing = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            await self._start()
+        except BaseException:
+            await self._stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stop()
+
+    async def _start(self) -> None:
+        self.started_at = time.time()
+        if self._given_store is not None:
+            self.store = self._given_store
+        else:
+            self.store = await self._stack.enter_async_context(EmbeddedStore(self.data_dir))
+        self._store_sub = self.bus.subscribe(
+            "store", maxsize=self.site.file.bus.queue_batches, policy=SlowConsumerPolicy.BLOCK
+        )
+        self._writer = self._spawn(self._write_loop(self._store_sub), "store-writer")
+        if any(s.binding == "sim" for s in self.site.signals):
+            self.sim = Simulator(self.site, self.bus, rate_hz=self.sim_rate_hz, seed=self.sim_seed)
+            await self.sim.__aenter__()
+        self._spawn(self._retention_loop(), "retention")
+        log.info("runtime started: %s", self.site.summary())
+
+    async def _stop(self) -> None:
+        # 1. producers stop
+        if self.sim is not None:
+            await self.sim.__aexit__(None, None, None)
+            self.sim = None
+        # 2. housekeeping tasks stop; the writer drains the bus after it closes
+        for task in list(self._tasks):
+            if task is not self._writer:
+                task.cancel()
+        self.bus.close()
+        if self._writer is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._writer), timeout=30)
+            except TimeoutError:
+                log.error("store writer did not drain within 30 s; cancelling it")  # noqa: TRY400
+                self._writer.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        # 3. the store closes last
+        await self._stack.aclose()
+        log.info("runtime stopped: %d samples written", self.written_samples)
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=f"f5g-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- loops ------------------------------------------------------------------------------
+
+    async def _write_loop(self, sub: MemorySubscription) -> None:
+        """Bus → store, coalescing queued batches into one transaction; never drops a batch."""
+        backoff = 0.1
+        async for first in sub:
+            batches = [first]
+            n = len(first)
+            while n < _WRITE_COALESCE_SAMPLES and (more := sub.get_nowait()) is not None:
+                batches.append(more)
+                n += len(more)
+            batch = Batch.concat(batches)
+            while True:
+                try:
+                    await self.store.write(batch)
+                except asyncio.CancelledError:
+                    raise
+                except (
+                    Exception
+                ) as exc:  # keep the batch and retry: the bus backpressures meanwhile
+                    self.write_errors += 1
+                    self.last_write_error = f"{type(exc).__name__}: {exc}"
+                    self.write_failing = True
+                    log.exception("store write failed; retrying in %.1f s", backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                else:
+                    backoff = 0.1
+                    self.write_failing = False
+                    break
+            self.written_batches += len(batches)
+            self.written_samples += n
+
+    async def _retention_loop(self) -> None:
+        days = self.site.file.store.retention_days
+        while True:
+            before = now_ns() - int(days * _NS_PER_DAY)
+            try:
+                removed = await self.store.apply_retention(before)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("retention failed; will try again in an hour")
+            else:
+                if removed:
+                    log.info("retention removed %d samples older than %.0f days", removed, days)
+            await asyncio.sleep(_RETENTION_PERIOD_S)
+
+    # -- introspection ----------------------------------------------------------------------
+
+    def stats(self) -> RuntimeStats:
+        return RuntimeStats(
+            started_at=self.started_at,
+            written_batches=self.written_batches,
+            written_samples=self.written_samples,
+            write_errors=self.write_errors,
+            last_write_error=self.last_write_error,
+            write_failing=self.write_failing,
+        )
+
+    @property
+    def tasks(self) -> frozenset[asyncio.Task[Any]]:
+        return frozenset(self._tasks)

@@ -1,0 +1,62 @@
+"""Shared fixtures. Every test must leave no task and no thread behind (pymodbus' habit)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from factory5g.model import template_text
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> Iterator[None]:
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    # Give threads that are already finishing a moment to be joined, then complain.
+    deadline = 50
+    while deadline:
+        leaked = [
+            t
+            for t in threading.enumerate()
+            if t.ident not in before and t.is_alive() and not t.daemon
+        ]
+        if not leaked:
+            return
+        threading.Event().wait(0.02)
+        deadline -= 1
+    pytest.fail(f"test leaked threads: {[t.name for t in leaked]}")
+
+
+@pytest.fixture(autouse=True)
+async def _no_leaked_tasks() -> None:
+    """Fails an async test that leaves tasks running on its loop."""
+    yield  # type: ignore[misc]
+    current = asyncio.current_task()
+    for _ in range(20):
+        others = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        if not others:
+            return
+        await asyncio.sleep(0)
+    pytest.fail(f"test leaked tasks: {[t.get_name() for t in others]}")
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def steel_site(tmp_path: Path) -> Path:
+    """A fresh copy of the steel template in a temporary directory."""
+    p = tmp_path / "site.toml"
+    p.write_text(template_text("steel"), encoding="utf-8")
+    return p

@@ -1,0 +1,73 @@
+"""The runtime starts and stops its components in order and leaves no task behind."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+
+from factory5g.model import load_site
+from factory5g.runtime import Runtime
+from factory5g.store import MemoryStore
+from factory5g.stream import Batch
+
+from .helpers import wait_until
+
+
+async def test_runtime_with_simulator_stores_data_and_leaves_no_task(steel_site: Path) -> None:
+    site = load_site(steel_site)
+    before = asyncio.all_tasks()
+    async with Runtime(site, sim_rate_hz=50) as rt:
+        assert rt.sim is not None
+        assert rt.tasks  # the writer and housekeeping run
+        await wait_until(lambda: rt.written_samples >= 10 * len(site.signals), what="sim data")
+        latest = await rt.store.latest([s.id for s in site.signals])
+        assert sorted(latest.signal.tolist()) == [s.id for s in site.signals]
+    assert asyncio.all_tasks() == before
+    assert not rt.tasks
+
+
+async def test_stop_drains_the_bus_into_the_store(tmp_path: Path, steel_site: Path) -> None:
+    """Everything published before stop is in the store after stop: shutdown loses nothing."""
+    site = load_site(_without_sim(steel_site))
+    store = MemoryStore()
+    async with Runtime(site, store=store) as rt:
+        for k in range(50):
+            await rt.bus.publish(Batch.of(np.arange(5), np.full(5, k), float(k)))
+    assert rt.written_samples == 250
+    got = await store.query(3, 0, 100)
+    assert got.value.tolist() == [float(k) for k in range(50)]
+
+
+def _without_sim(steel_site: Path) -> Path:
+    lines = [
+        line
+        for line in steel_site.read_text(encoding="utf-8").splitlines()
+        if "binding = " not in line
+    ]
+    steel_site.write_text("\n".join(lines), encoding="utf-8")
+    return steel_site
+
+
+async def test_failing_store_write_is_retried_not_dropped(steel_site: Path) -> None:
+    site = load_site(_without_sim(steel_site))
+
+    class Flaky(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.failures = 2
+
+        async def write(self, batch: Batch) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise OSError("disk full")
+            await super().write(batch)
+
+    store = Flaky()
+    async with Runtime(site, store=store) as rt:
+        await rt.bus.publish(Batch.of([1], [5], [7.0]))
+        await wait_until(lambda: rt.written_samples == 1, within=10, what="retried write")
+        assert rt.write_errors == 2
+        assert "disk full" in (rt.last_write_error or "")
+    assert (await store.latest([1])).value.tolist() == [7.0]
