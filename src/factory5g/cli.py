@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -25,8 +26,8 @@ app = typer.Typer(
 token_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DEMO_DIR = Path("factory5g-demo")
 SiteOption = Annotated[
@@ -152,7 +153,21 @@ def up(
 
 
 async def _serve(app_: object, host: str, port: int, log_level: str) -> int:
+    """Serve until SIGINT/SIGTERM, stop everything, and exit 0 if nothing was left behind.
+
+    uvicorn re-raises the signal after a graceful stop (exit status 130/143); a service that
+    stopped cleanly on request should exit 0, so this installs its own handlers instead. A second
+    signal forces the exit.
+    """
+    import contextlib
+    import signal
+
     import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
 
     config = uvicorn.Config(
         app_,  # type: ignore[arg-type]
@@ -162,8 +177,22 @@ async def _serve(app_: object, host: str, port: int, log_level: str) -> int:
         lifespan="on",
         access_log=False,
     )
-    server = uvicorn.Server(config)
-    await server.serve()
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+
+    def stop(sig: signal.Signals) -> None:
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+        logging.getLogger(__name__).info("%s received: stopping", sig.name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        await server.serve()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
     if not server.started:
         err.print("[red]factory5g did not start[/] (see the error above)")
         return 3

@@ -55,8 +55,10 @@ class Proc:
     def stop(self) -> None:
         if self.p.poll() is None:
             self.p.kill()
-            self.p.wait(5)
+        self.p.wait(5)
         self._t.join(5)
+        if self.p.stdout is not None:
+            self.p.stdout.close()
 
 
 @pytest.fixture
@@ -79,8 +81,8 @@ def test_up_demo_serves_live_data_and_stops_cleanly_on_sigterm(demo: tuple[Proc,
     base = f"http://127.0.0.1:{port}"
     h = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base, headers=h, timeout=5) as c:
-        assert c.get("/api/v1/health", headers={}).json()["status"] == "ok"
-        assert c.get("/api/v1/site", headers={}).status_code == 401
+        assert httpx.get(base + "/api/v1/health").json()["status"] == "ok"
+        assert httpx.get(base + "/api/v1/site").status_code == 401
         tree = c.get("/api/v1/site").json()
         assert tree["name"].startswith("Demo Steel")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 _UNITS_NS = {
     "ns": 1,
@@ -54,6 +54,5 @@ def parse_time(text: str, now_ns: int, tz: tzinfo) -> int:
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=tz)
-    epoch = datetime(1970, 1, 1, tzinfo=dt.tzinfo).astimezone(dt.tzinfo)
-    delta: timedelta = dt - epoch
+    delta: timedelta = dt - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1_000

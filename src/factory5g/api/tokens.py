@@ -134,7 +134,7 @@ class TokenStore:
 
     def verify(self, token: str) -> TokenInfo | None:
         """The active token's info, or None for an unknown, malformed or revoked token."""
-        parts = token.split("_")
+        parts = token.split("_", 2)
         if len(parts) != 3 or parts[0] != "f5g" or len(parts[1]) != 8:
             return None
         with self._lock:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 import types
 import typing
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,9 +120,8 @@ def _check(text: str, filename: str) -> tuple[list[Problem], SiteFile | None]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
         msg = getattr(exc, "msg", str(exc))
-        return [Problem(filename, "", f"not valid TOML: {msg}", None, line)], None
+        return [Problem(filename, "", f"not valid TOML: {msg}", None, _toml_error_line(exc, text))], None
     lines = key_lines(text)
     problems: list[Problem] = []
 
@@ -135,10 +135,40 @@ def _check(text: str, filename: str) -> tuple[list[Problem], SiteFile | None]:
         for err in exc.errors(include_url=False):
             loc, message, hint = _explain(err, data)
             add(loc, message, hint)
-    for loc, message, hint in _cross_references(data):
+    for loc, message, hint in _cross_references(_stripped(data)):
         add(loc, message, hint)
     problems.sort(key=lambda p: (p.line or 0, p.path))
     return problems, (model if not problems else None)
+
+
+_AT_LINE = re.compile(r"\(at line (\d+), column \d+\)$")
+
+
+def _toml_error_line(exc: tomllib.TOMLDecodeError, text: str) -> int | None:
+    """Line of a TOML syntax error: ``lineno`` since Python 3.14, before that only in the message."""
+    line = getattr(exc, "lineno", None)
+    if isinstance(line, int):
+        return line
+    m = _AT_LINE.search(str(exc))
+    if m:
+        return int(m.group(1))
+    if str(exc).endswith("(at end of document)"):
+        return text.rstrip("\r\n").count("\n") + 1  # the last line that has text
+    return None
+
+
+def _stripped(node: Any) -> Any:
+    """``node`` with its strings stripped, as the schema sees them (``str_strip_whitespace``).
+
+    Cross-references must compare what the model will hold: ``id = "f1 "`` *is* ``f1``.
+    """
+    if isinstance(node, str):
+        return node.strip()
+    if isinstance(node, Mapping):
+        return {k: _stripped(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_stripped(v) for v in node]
+    return node
 
 
 def _fmt(loc: Sequence[str | int]) -> str:
@@ -261,21 +291,26 @@ def _items(data: Mapping[str, Any], *keys: str) -> Iterator[tuple[int, Mapping[s
 
 
 def _dupes(
-    items: list[tuple[int, Mapping[str, Any]]], key: str, what: str, prefix: Sequence[str | int]
+    items: list[tuple[int, Mapping[str, Any]]],
+    key: str,
+    what: str,
+    prefix: Sequence[str | int],
+    same: Callable[[str], str] = str,
 ) -> Iterator[tuple[list[str | int], str, str | None]]:
+    """Entries whose ``key`` repeats an earlier one; ``same`` maps spellings of one value to one."""
     first: dict[Any, int] = {}
     for i, item in items:
         v = item.get(key)
         if not isinstance(v, str):
             continue
-        if v in first:
+        if same(v) in first:
             yield (
                 [*prefix, i, key],
                 f"duplicate {what} {v!r}",
-                f"first defined at {_fmt([*prefix, first[v]])}",
+                f"first defined at {_fmt([*prefix, first[same(v)]])}",
             )
         else:
-            first[v] = i
+            first[same(v)] = i
 
 
 def _ref(
@@ -303,7 +338,8 @@ def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[list[str | int]
     yield from _dupes(slices, "name", "slice", ["network", "slice"])
     yield from _dupes(qos, "name", "QoS profile", ["network", "qos"])
     yield from _dupes(devices, "id", "device", ["device"])
-    yield from _dupes(devices, "imsi", "IMSI", ["device"])
+    # "imsi-" is an optional prefix of the same SUPI (TS 23.003 §2.2A)
+    yield from _dupes(devices, "imsi", "IMSI", ["device"], lambda v: v.removeprefix("imsi-"))
     yield from _dupes(equipment, "id", "equipment", ["equipment"])
 
     cell_ids = [str(c.get("id")) for _, c in cells]

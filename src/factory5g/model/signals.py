@@ -23,7 +23,7 @@ class UnknownSignalError(KeyError):
     def __str__(self) -> str:
         text = f"unknown signal {self.ref!r}"
         if self.suggestions:
-            text += f"; did you mean {', '.join(self.suggestions)}?"
+            text += f"; did you mean {' or '.join(repr(x) for x in self.suggestions)}?"
         return text
 
 
@@ -99,7 +99,9 @@ class SignalRegistry:
             raise UnknownSignalError(ref)
         info = self._by_path.get(ref)
         if info is None:
-            raise UnknownSignalError(ref, difflib.get_close_matches(ref, list(self._by_path), n=3))
+            raise UnknownSignalError(
+                ref, difflib.get_close_matches(ref, list(self._by_path), n=3, cutoff=0.75)
+            )
         return info
 
     def for_equipment(self, equipment: str) -> list[SignalInfo]:

@@ -119,14 +119,14 @@ class Cell(_Strict):
             raise ValueError(f"TDD pattern {v!r} may only contain D, S and U slots")
         return v
 
-    @model_validator(mode="after")
-    def _special_slot_fits(self) -> Cell:
-        dl, gp, ul = (int(x) for x in self.special_slot.split(":"))
+    # A field validator (not a model validator) so that the error points at the special_slot key.
+    @field_validator("special_slot")
+    @classmethod
+    def _special_slot_fits(cls, v: str) -> str:
+        dl, gp, ul = (int(x) for x in v.split(":"))
         if dl + gp + ul != 14:  # TS 38.211 §4.3.2: 14 OFDM symbols per slot, normal CP
-            raise ValueError(
-                f"special slot {self.special_slot} has {dl + gp + ul} symbols; a slot has 14"
-            )
-        return self
+            raise ValueError(f"special slot {v} has {dl + gp + ul} symbols; a slot has 14")
+        return v
 
 
 class Slice(_Strict):

@@ -1,0 +1,1139 @@
+// factory5g console: the site's equipment with live values, sparklines and a history chart.
+//
+// Plain ES module, no framework and no build step. Nothing is loaded from anywhere but this
+// server: plants run air-gapped. Every string that comes from the API reaches the page through
+// textContent or an SVG/Canvas text call, never through innerHTML.
+
+const TOKEN_KEY = "factory5g.token";
+const SPARK_WINDOW_MS = 120_000;
+const DETAIL_WINDOW_MS = 600_000;
+const DETAIL_BUCKET_MS = 5_000;
+const HEALTH_EVERY_MS = 5_000;
+const STALE_AFTER_MS = 10_000;
+const SPARK_REDRAW_MS = 500; // 2 min over ~70 px is ~1.7 s a pixel: redrawing faster shows nothing
+const OFFLINE_AFTER_ATTEMPTS = 5;
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+// OPC DA quality byte, as on the wire (stream/batch.py Quality): only the top two bits decide.
+const GOOD = 0xc0;
+const UNCERTAIN = 0x40;
+
+const $ = (id) => document.getElementById(id);
+
+class AuthError extends Error {}
+
+const state = {
+  token: null,
+  generation: 0, // bumped by stop(): callbacks of an older session see it and do nothing
+  site: null,
+  tz: undefined,
+  signals: new Map(), // id → Sig
+  equipment: [], // {eq, area, line, sigs}
+  cards: new Map(), // equipment id → card element (built once, shown when in scope)
+  visible: new Set(), // Sig shown in a card right now
+  dirty: new Set(),
+  scope: { kind: "all" },
+  ws: null,
+  attempts: 0,
+  timers: new Set(),
+  rendering: false,
+  detail: null,
+};
+
+// ------------------------------------------------------------------------------ formatting
+
+const numberFormats = new Map();
+function numberFormat(decimals) {
+  let f = numberFormats.get(decimals);
+  if (!f) {
+    f = new Intl.NumberFormat(undefined, {
+      minimumFractionDigits: decimals,
+      maximumFractionDigits: decimals,
+    });
+    numberFormats.set(decimals, f);
+  }
+  return f;
+}
+
+/** Four significant digits, one to three decimals: 2.131 m/s, 26.65 MN, 1005.9 °C, 3459.9 kW.
+ *  The width stays the same across 9.999 → 10.00 → 100.0, so a live value does not jitter. */
+function decimalsFor(v) {
+  const a = Math.abs(v);
+  return a < 10 ? 3 : a < 100 ? 2 : 1;
+}
+
+function boolWords(name) {
+  if (/closed/i.test(name)) return ["CLOSED", "OPEN"];
+  if (/open/i.test(name)) return ["OPEN", "CLOSED"];
+  return ["ON", "OFF"];
+}
+
+function formatValue(sig, v) {
+  if (v === null || v === undefined || Number.isNaN(v)) return "—";
+  switch (sig.info.type) {
+    case "bool": {
+      const [on, off] = boolWords(sig.info.name);
+      return v >= 0.5 ? on : off;
+    }
+    case "int":
+      return numberFormat(0).format(v);
+    case "string":
+      return String(v);
+    default:
+      return numberFormat(decimalsFor(v)).format(v);
+  }
+}
+
+function qualityText(q) {
+  if (q === null || q === undefined) return "none";
+  return q >= GOOD ? "good" : q >= UNCERTAIN ? "uncertain" : "bad";
+}
+
+function formatAge(ms) {
+  if (ms < 1_000) return "<1 s";
+  const s = ms / 1_000;
+  if (s < 60) return `${Math.floor(s)} s`;
+  if (s < 3_600) return `${Math.floor(s / 60)} min`;
+  if (s < 86_400) return `${Math.floor(s / 3_600)} h`;
+  return `${Math.floor(s / 86_400)} d`;
+}
+
+function formatDuration(s) {
+  if (s < 60) return `${Math.round(s)} s`;
+  if (s < 3_600) return `${Math.floor(s / 60)} min`;
+  if (s < 86_400) return `${Math.floor(s / 3_600)} h ${Math.floor((s % 3_600) / 60)} min`;
+  return `${Math.floor(s / 86_400)} d ${Math.floor((s % 86_400) / 3_600)} h`;
+}
+
+function timeFormat(options) {
+  try {
+    return new Intl.DateTimeFormat(undefined, { ...options, hourCycle: "h23", timeZone: state.tz });
+  } catch {
+    return new Intl.DateTimeFormat(undefined, { ...options, hourCycle: "h23" });
+  }
+}
+
+// ------------------------------------------------------------------------------ DOM helpers
+
+function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "text") e.textContent = v;
+    else if (k === "class") e.className = v;
+    else if (k.startsWith("data-") || k.startsWith("aria-") || k === "role" || k === "title")
+      e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  e.append(...children);
+  return e;
+}
+
+function svg(tag, attrs = {}, text) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function later(fn, ms) {
+  const t = setTimeout(() => {
+    state.timers.delete(t);
+    fn();
+  }, ms);
+  state.timers.add(t);
+  return t;
+}
+
+function notice(text) {
+  const n = $("notice");
+  n.textContent = text ?? "";
+  n.hidden = !text;
+}
+
+// ------------------------------------------------------------------------------ API
+
+async function api(path, params) {
+  const url = new URL(`api/v1/${path}`, document.baseURI);
+  for (const [k, v] of Object.entries(params ?? {})) url.searchParams.set(k, v);
+  const r = await fetch(url, {
+    headers: { Authorization: `Bearer ${state.token}`, Accept: "application/json" },
+    cache: "no-store",
+  });
+  let body = null;
+  try {
+    body = await r.json();
+  } catch {
+    body = null;
+  }
+  if (r.status === 401) throw new AuthError(body?.detail ?? "the API token was refused");
+  if (!r.ok) throw new Error(body?.detail ?? `${r.status} ${r.statusText}`);
+  return body;
+}
+
+/** Runs at most `n` of the queued requests at a time (seeding 30 sparklines at once is rude). */
+function limiter(n) {
+  let running = 0;
+  const queue = [];
+  const next = () => {
+    if (running >= n || !queue.length) return;
+    running++;
+    const [fn, resolve, reject] = queue.shift();
+    fn()
+      .then(resolve, reject)
+      .finally(() => {
+        running--;
+        next();
+      });
+  };
+  return (fn) =>
+    new Promise((resolve, reject) => {
+      queue.push([fn, resolve, reject]);
+      next();
+    });
+}
+const seedQueue = limiter(4);
+
+// ------------------------------------------------------------------------------ session
+
+function readToken() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const fromHash = hash.get("token");
+  if (fromHash) {
+    hash.delete("token");
+    const rest = hash.toString();
+    // The token must not stay in the address bar, the history or a bookmark.
+    history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+    try {
+      localStorage.setItem(TOKEN_KEY, fromHash);
+    } catch {
+      /* storage disabled: the token lives for this page only */
+    }
+    return fromHash;
+  }
+  try {
+    return localStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null;
+  }
+}
+
+function forgetToken() {
+  try {
+    localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    /* nothing stored */
+  }
+}
+
+function stop() {
+  state.generation++;
+  for (const t of state.timers) clearTimeout(t);
+  state.timers.clear();
+  const ws = state.ws;
+  state.ws = null;
+  if (ws) ws.close(1000, "console closed");
+  closeDetail();
+  state.signals.clear();
+  state.equipment = [];
+  state.cards.clear();
+  state.visible.clear();
+  state.dirty.clear();
+  $("cards").replaceChildren();
+  $("tree").replaceChildren();
+  state.site = null;
+  state.clock = null;
+  fullTimeFormat = null;
+  for (const id of ["site-name", "site-prefix", "site-clock", "samples"]) $(id).textContent = "—";
+  for (const id of ["count-all", "scope-count"]) $(id).textContent = "";
+  $("health").dataset.status = "unknown";
+  document.title = "factory5g console";
+  document.body.dataset.session = "none";
+  notice(null);
+  setConn("offline");
+}
+
+function showLogin(detail) {
+  stop();
+  $("user").hidden = true;
+  const err = $("login-error");
+  err.textContent = detail ?? "";
+  err.hidden = !detail;
+  $("login").hidden = false;
+  $("token-input").value = "";
+  $("token-input").focus();
+}
+
+function signOut(detail) {
+  forgetToken();
+  state.token = null;
+  showLogin(detail);
+}
+
+async function start(token) {
+  stop();
+  const gen = state.generation;
+  state.token = token;
+  $("login").hidden = true;
+  let me, site;
+  try {
+    [me, site] = await Promise.all([api("me"), api("site")]);
+  } catch (e) {
+    if (gen !== state.generation) return;
+    if (e instanceof AuthError) return signOut(e.message);
+    notice(`Cannot reach the factory5g server (${e.message}); retrying…`);
+    later(() => start(token), 5_000);
+    return;
+  }
+  if (gen !== state.generation) return;
+  notice(null);
+  $("user-name").textContent = me.name;
+  $("user-role").textContent = me.role;
+  $("user").hidden = false;
+  buildSite(site);
+  document.body.dataset.session = "open";
+  connect(gen);
+  pollHealth(gen);
+  tick(gen);
+}
+
+// ------------------------------------------------------------------------------ site and tree
+
+function buildSite(site) {
+  state.site = site;
+  state.tz = site.timezone;
+  state.clock = timeFormat({ hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  $("site-name").textContent = site.name;
+  $("site-prefix").textContent = site.prefix;
+  document.title = `${site.name} · factory5g`;
+
+  for (const area of site.areas) {
+    for (const line of area.lines) {
+      for (const eq of line.equipment) {
+        const sigs = eq.signals.map((info) => {
+          const sig = { info, eq, ts: [], v: [], last: null, seeded: false, els: null };
+          state.signals.set(info.id, sig);
+          return sig;
+        });
+        state.equipment.push({ eq, area: area.name, line: line.name, sigs });
+      }
+    }
+  }
+  buildTree(site);
+  $("count-all").textContent = String(state.equipment.length);
+  select({ kind: "all" });
+}
+
+function treeRow(label, count, scope, level, children) {
+  const li = el("li", { role: "treeitem", "aria-level": String(level) });
+  const row = el("div", { class: `row level-${level}` });
+  if (children) {
+    const twisty = el("button", {
+      type: "button",
+      class: "twisty",
+      "aria-expanded": "true",
+      "aria-label": `collapse ${label}`,
+    });
+    twisty.addEventListener("click", () => {
+      const open = twisty.getAttribute("aria-expanded") !== "true";
+      twisty.setAttribute("aria-expanded", String(open));
+      twisty.setAttribute("aria-label", `${open ? "collapse" : "expand"} ${label}`);
+      children.hidden = !open;
+    });
+    row.append(twisty);
+  } else {
+    row.append(el("span", { class: "twisty-space" }));
+  }
+  const node = el(
+    "button",
+    { type: "button", class: "node", "data-scope": scopeKey(scope) },
+    el("span", { class: "label", text: label }),
+  );
+  if (count !== null) node.append(el("span", { class: "count", text: String(count) }));
+  node.addEventListener("click", () => select(scope));
+  row.append(node);
+  li.append(row);
+  if (children) li.append(children);
+  return li;
+}
+
+function buildTree(site) {
+  const tree = $("tree");
+  for (const area of site.areas) {
+    const lines = el("ul", { role: "group" });
+    let n = 0;
+    for (const line of area.lines) {
+      const eqs = el("ul", { role: "group" });
+      for (const eq of line.equipment) {
+        const li = treeRow(eq.name, null, { kind: "equipment", area: area.name, id: eq.id }, 3);
+        li.querySelector(".node").title = [eq.id, eq.kind].filter(Boolean).join(" · ");
+        eqs.append(li);
+      }
+      n += line.equipment.length;
+      const scope = { kind: "line", area: area.name, line: line.name };
+      lines.append(treeRow(line.name, line.equipment.length, scope, 2, eqs));
+    }
+    tree.append(treeRow(area.name, n, { kind: "area", area: area.name }, 1, lines));
+  }
+}
+
+function scopeKey(s) {
+  return s.kind === "all" ? "all" : [s.kind, s.area, s.line ?? s.id ?? ""].join("\u001f");
+}
+
+function inScope(item, s) {
+  switch (s.kind) {
+    case "area":
+      return item.area === s.area;
+    case "line":
+      return item.area === s.area && item.line === s.line;
+    case "equipment":
+      return item.eq.id === s.id;
+    default:
+      return true;
+  }
+}
+
+function select(scope) {
+  state.scope = scope;
+  const key = scopeKey(scope);
+  for (const b of document.querySelectorAll("nav.tree [data-scope]"))
+    b.setAttribute("data-selected", String(b.dataset.scope === key));
+  const crumbs =
+    scope.kind === "all"
+      ? ["All equipment"]
+      : scope.kind === "area"
+        ? [scope.area]
+        : scope.kind === "line"
+          ? [scope.area, scope.line]
+          : [scope.area, scope.id];
+  $("scope").textContent = crumbs.join(" › ");
+  renderCards();
+}
+
+// ------------------------------------------------------------------------------ cards
+
+function buildCard(item) {
+  const { eq, sigs } = item;
+  const attached = [eq.cell && `cell ${eq.cell}`, eq.device && `5G UE ${eq.device}`];
+  const card = el(
+    "section",
+    { class: "card", "data-equipment": eq.id },
+    el(
+      "header",
+      { title: [eq.kind, ...attached].filter(Boolean).join(" · ") },
+      el("h3", { text: eq.name }),
+      el("span", { class: "eqid", text: eq.id }),
+      el("span", { class: "kind", text: eq.kind }),
+    ),
+  );
+  const list = el("div", { class: "sigs", role: "list" });
+  for (const sig of sigs) {
+    const { info } = sig;
+    const value = el("span", {
+      class: info.type === "bool" ? "v badge" : "v",
+      "data-signal-path": info.path,
+      "data-quality": "none",
+      text: "—",
+    });
+    const age = el("span", { class: "age", text: "" });
+    const canvas = el("canvas", { class: "spark", "aria-hidden": "true" });
+    const marker = el("span", { class: "q", "aria-hidden": "true" });
+    const row = el(
+      "button",
+      {
+        type: "button",
+        class: "sig",
+        role: "listitem",
+        "data-quality": "none",
+        title: info.description ? `${info.path}: ${info.description}` : info.path,
+        "aria-pressed": "false",
+      },
+      marker,
+      el("span", { class: "name", text: info.name }),
+      el("span", { class: "reading" }, value),
+      el("span", { class: "unit", text: info.unit }),
+      canvas,
+      age,
+    );
+    row.addEventListener("click", () => openDetail(sig));
+    sig.els = { row, value, age, canvas };
+    list.append(row);
+  }
+  card.append(list);
+  return card;
+}
+
+function renderCards() {
+  const items = state.equipment.filter((item) => inScope(item, state.scope));
+  const cards = items.map((item) => {
+    let card = state.cards.get(item.eq.id);
+    if (!card) {
+      card = buildCard(item);
+      state.cards.set(item.eq.id, card);
+    }
+    return card;
+  });
+  $("cards").replaceChildren(...cards);
+  $("empty").hidden = state.equipment.length > 0;
+  const nSignals = items.reduce((n, item) => n + item.sigs.length, 0);
+  $("scope-count").textContent = `${items.length} equipment · ${nSignals} signals`;
+  state.visible.clear();
+  for (const item of items) {
+    for (const sig of item.sigs) {
+      state.visible.add(sig);
+      state.dirty.add(sig);
+      if (!sig.seeded) seedSpark(sig, state.generation);
+    }
+  }
+  scheduleRender();
+}
+
+/** The sparkline starts with the last two minutes from the store, not an empty box. */
+function seedSpark(sig, gen) {
+  sig.seeded = true;
+  const isBool = sig.info.type === "bool";
+  seedQueue(() =>
+    gen === state.generation
+      ? api(`signals/${sig.info.id}/history`, {
+          start: "-2m",
+          every: "1s",
+          agg: isBool ? "last" : "mean",
+        })
+      : Promise.resolve(null),
+  ).then(
+    (h) => {
+      if (!h || gen !== state.generation) return;
+      const firstLive = sig.ts.length ? sig.ts[0] : Infinity;
+      const ts = [];
+      const v = [];
+      for (let i = 0; i < h.ts.length; i++) {
+        const t = h.ts[i] / 1e6;
+        if (t >= firstLive) break;
+        ts.push(t);
+        v.push(h.value[i]);
+      }
+      sig.ts = ts.concat(sig.ts);
+      sig.v = v.concat(sig.v);
+      state.dirty.add(sig);
+    },
+    (e) => {
+      if (gen !== state.generation) return;
+      if (e instanceof AuthError) signOut(e.message);
+    },
+  );
+}
+
+// ------------------------------------------------------------------------------ live feed
+
+function setConn(s, detail) {
+  const c = $("conn");
+  c.dataset.state = s;
+  c.querySelector(".label").textContent = s === "reconnecting" ? "reconnecting…" : s;
+  c.title = detail ?? "";
+}
+
+function connect(gen) {
+  if (gen !== state.generation) return;
+  const url = new URL("api/v1/live", document.baseURI);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  // Browsers cannot set headers on a WebSocket: the token goes in the query (routes/live.py).
+  url.searchParams.set("token", state.token);
+  const ws = new WebSocket(url);
+  state.ws = ws;
+  let refused = null;
+  ws.addEventListener("open", () => ws.send(JSON.stringify({ subscribe: ["*"] })));
+  ws.addEventListener("message", (ev) => {
+    if (state.ws !== ws) return;
+    let m;
+    try {
+      m = JSON.parse(ev.data);
+    } catch {
+      return;
+    }
+    if (m.type === "samples") onSamples(m);
+    else if (m.type === "subscribed") {
+      state.attempts = 0;
+      setConn("live");
+    } else if (m.type === "error") {
+      if (m.status === 401) refused = m.detail;
+      else notice(`Live feed: ${m.detail}`);
+    }
+  });
+  ws.addEventListener("close", (ev) => {
+    if (state.ws !== ws || gen !== state.generation) return;
+    state.ws = null;
+    if (ev.code === 4401) return signOut(refused ?? "the API token was refused");
+    if (ev.code === 4403) {
+      setConn("offline", "this token may not watch live values");
+      notice("This token may not watch live values.");
+      return;
+    }
+    reconnect(gen);
+  });
+}
+
+function reconnect(gen) {
+  state.attempts++;
+  // Exponential backoff with jitter, so a restarted server is not hit by every console at once.
+  const base = Math.min(30_000, 500 * 2 ** (state.attempts - 1));
+  const delay = Math.round(base * (0.8 + 0.4 * Math.random()));
+  const s = state.attempts > OFFLINE_AFTER_ATTEMPTS ? "offline" : "reconnecting";
+  setConn(s, `connection lost; retry ${state.attempts} in ${Math.ceil(delay / 1000)} s`);
+  later(() => connect(gen), delay);
+}
+
+function insertAt(arr, t) {
+  let lo = 0;
+  let hi = arr.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (arr[mid] <= t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function onSamples(m) {
+  const d = state.detail;
+  for (let i = 0; i < m.signal.length; i++) {
+    const sig = state.signals.get(m.signal[i]);
+    if (!sig) continue;
+    const t = m.ts[i] / 1e6; // ns → ms; a double keeps ms exactly
+    const q = m.quality[i];
+    const value = m.value[i];
+    if (!sig.last || t >= sig.last.ts) sig.last = { ts: t, value, quality: q };
+    // Bad samples break the line rather than draw a value nobody should trust.
+    const plotted = q >= UNCERTAIN ? value : null;
+    const n = sig.ts.length;
+    if (!n || t >= sig.ts[n - 1]) {
+      sig.ts.push(t);
+      sig.v.push(plotted);
+    } else {
+      const at = insertAt(sig.ts, t);
+      sig.ts.splice(at, 0, t);
+      sig.v.splice(at, 0, plotted);
+    }
+    if (d && d.sig === sig) addToBucket(d, t, plotted, true);
+    state.dirty.add(sig);
+  }
+  scheduleRender();
+}
+
+function scheduleRender() {
+  if (state.rendering) return;
+  state.rendering = true;
+  requestAnimationFrame(() => {
+    state.rendering = false;
+    const now = Date.now();
+    for (const sig of state.dirty) {
+      if (state.visible.has(sig)) renderSignal(sig, now);
+    }
+    state.dirty.clear();
+    if (state.detail) renderDetailValue(now);
+  });
+}
+
+function renderSignal(sig, now) {
+  const { value, row } = sig.els;
+  const last = sig.last;
+  const q = qualityText(last?.quality);
+  value.textContent = formatValue(sig, last?.value);
+  value.dataset.quality = q;
+  row.dataset.quality = q;
+  if (sig.info.type === "bool" && last) value.dataset.bool = String(last.value >= 0.5);
+  renderAge(sig, now);
+  if (now - (sig.sparkAt ?? 0) >= SPARK_REDRAW_MS) drawSpark(sig, now);
+}
+
+function renderAge(sig, now) {
+  const { age } = sig.els;
+  if (!sig.last) {
+    age.textContent = "";
+    return;
+  }
+  const ms = Math.max(0, now - sig.last.ts);
+  age.textContent = formatAge(ms);
+  age.classList.toggle("stale", ms > STALE_AFTER_MS);
+}
+
+// ------------------------------------------------------------------------------ sparklines
+
+let palette = null;
+function colours() {
+  if (!palette) {
+    const cs = getComputedStyle(document.documentElement);
+    const get = (name) => cs.getPropertyValue(name).trim();
+    palette = { spark: get("--spark"), dot: get("--spark-dot"), bad: get("--bad") };
+  }
+  return palette;
+}
+matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+  palette = null;
+});
+
+function firstIndexFrom(ts, t) {
+  let lo = 0;
+  let hi = ts.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (ts[mid] < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Forget what scrolled out of the sparkline window (a little kept for the first segment). */
+function prune(sig, now) {
+  const drop = firstIndexFrom(sig.ts, now - SPARK_WINDOW_MS - 5_000);
+  if (drop > 0) {
+    sig.ts.splice(0, drop);
+    sig.v.splice(0, drop);
+  }
+}
+
+function drawSpark(sig, now) {
+  const c = sig.els.canvas;
+  const w = c.clientWidth;
+  const h = c.clientHeight;
+  if (!w || !h) return;
+  const dpr = window.devicePixelRatio || 1;
+  if (c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr)) {
+    c.width = Math.round(w * dpr);
+    c.height = Math.round(h * dpr);
+  }
+  sig.sparkAt = now;
+  const g = c.getContext("2d");
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, w, h);
+
+  const t0 = now - SPARK_WINDOW_MS;
+  const from = Math.max(0, firstIndexFrom(sig.ts, t0) - 1);
+  const isBool = sig.info.type === "bool";
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = from; i < sig.ts.length; i++) {
+    const v = sig.v[i];
+    if (v === null) continue;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  if (lo === Infinity) return;
+  if (isBool) {
+    lo = 0;
+    hi = 1;
+  } else if (hi - lo < 1e-9 * Math.max(1, Math.abs(hi))) {
+    lo -= 1;
+    hi += 1;
+  }
+  const pad = 2.5;
+  const x = (t) => ((t - t0) / SPARK_WINDOW_MS) * w;
+  const y = (v) => pad + (1 - (v - lo) / (hi - lo)) * (h - 2 * pad);
+  const { spark, dot } = colours();
+  g.lineWidth = 1.25;
+  g.lineJoin = "round";
+  g.strokeStyle = spark;
+  g.beginPath();
+  let pen = false;
+  let lastX = 0;
+  let lastY = 0;
+  for (let i = from; i < sig.ts.length; i++) {
+    const v = sig.v[i];
+    if (v === null) {
+      pen = false;
+      continue;
+    }
+    const px = Math.max(0, x(sig.ts[i]));
+    const py = y(v);
+    if (!pen) g.moveTo(px, py);
+    else if (isBool) {
+      g.lineTo(px, lastY);
+      g.lineTo(px, py);
+    } else g.lineTo(px, py);
+    pen = true;
+    lastX = px;
+    lastY = py;
+  }
+  if (isBool && pen) g.lineTo(w - 1, lastY);
+  g.stroke();
+  if (pen) {
+    g.fillStyle = dot;
+    g.beginPath();
+    g.arc(isBool ? w - 2 : Math.min(lastX, w - 2), lastY, 1.8, 0, 2 * Math.PI);
+    g.fill();
+  }
+}
+
+// ------------------------------------------------------------------------------ detail panel
+
+function openDetail(sig) {
+  closeDetail();
+  const gen = state.generation;
+  const d = { sig, gen, buckets: new Map(), loadedUntil: -Infinity, hover: null };
+  state.detail = d;
+  sig.els.row.setAttribute("aria-pressed", "true");
+  const { info, eq } = sig;
+  $("detail-title").textContent = `${eq.name} · ${info.name}`;
+  $("detail-path").textContent = info.path;
+  $("detail-unit").textContent = info.unit;
+  $("detail-desc").textContent = info.description;
+  $("detail-desc").hidden = !info.description;
+  const isBool = info.type === "bool";
+  document.querySelector("#detail figcaption").textContent = isBool
+    ? "Last 10 min, state at the end of each 5 s"
+    : `Last 10 min, 5 s means${info.unit ? ` (${info.unit})` : ""}`;
+  const facts = $("detail-facts");
+  facts.replaceChildren();
+  const range =
+    info.min !== null || info.max !== null
+      ? `${info.min ?? "−∞"} … ${info.max ?? "∞"}${info.unit ? ` ${info.unit}` : ""}`
+      : "not set";
+  for (const [k, v] of [
+    ["signal id", String(info.id)],
+    ["type", info.type],
+    ["range", range],
+    ["equipment", `${eq.name} (${eq.id})`],
+    ["kind", eq.kind || "—"],
+    ["5G cell / UE", [eq.cell, eq.device].filter(Boolean).join(" / ") || "—"],
+    ["quality", "—"],
+    ["last sample", "—"],
+  ]) {
+    facts.append(el("dt", { text: k }), el("dd", { text: v, "data-fact": k }));
+  }
+  $("detail").hidden = false;
+  drawChart();
+  renderDetailValue(Date.now());
+  // The chart needs the panel's width: redraw sparklines too, their cards just got narrower.
+  for (const s of state.visible) state.dirty.add(s);
+  scheduleRender();
+
+  api(`signals/${info.id}/history`, {
+    start: "-10m",
+    every: "5s",
+    agg: isBool ? "last" : "mean",
+  }).then(
+    (h) => {
+      if (state.detail !== d || gen !== state.generation) return;
+      for (let i = 0; i < h.ts.length; i++) {
+        const t = h.ts[i] / 1e6;
+        const v = h.value[i];
+        d.buckets.set(bucketOf(t), v === null ? null : { sum: v, n: 1, last: v });
+      }
+      d.loadedUntil = h.end / 1e6;
+      drawChart();
+    },
+    (e) => {
+      if (gen !== state.generation) return;
+      if (e instanceof AuthError) signOut(e.message);
+      else notice(`History of ${info.path}: ${e.message}`);
+    },
+  );
+}
+
+function closeDetail() {
+  const d = state.detail;
+  if (!d) return;
+  state.detail = null;
+  d.sig.els?.row.setAttribute("aria-pressed", "false");
+  $("detail").hidden = true;
+  $("detail-chart").replaceChildren();
+  for (const s of state.visible) state.dirty.add(s);
+  scheduleRender();
+}
+
+function bucketOf(t) {
+  return Math.floor(t / DETAIL_BUCKET_MS) * DETAIL_BUCKET_MS;
+}
+
+function addToBucket(d, t, v, live) {
+  // A live sample the history answer already counted must not count twice.
+  if (live && t < d.loadedUntil) return;
+  if (v === null) return;
+  const k = bucketOf(t);
+  const b = d.buckets.get(k);
+  if (b) {
+    b.sum += v;
+    b.n += 1;
+    b.last = v;
+  } else d.buckets.set(k, { sum: v, n: 1, last: v });
+}
+
+function renderDetailValue(now) {
+  const d = state.detail;
+  if (!d) return;
+  const { sig } = d;
+  const last = sig.last;
+  const v = $("detail-value");
+  v.textContent = formatValue(sig, last?.value);
+  v.dataset.quality = qualityText(last?.quality);
+  v.classList.toggle("badge", sig.info.type === "bool");
+  if (sig.info.type === "bool" && last) v.dataset.bool = String(last.value >= 0.5);
+  $("detail-age").textContent = last ? `${formatAge(Math.max(0, now - last.ts))} ago` : "no data";
+  const facts = $("detail-facts");
+  if (last) {
+    facts.querySelector('[data-fact="quality"]').textContent =
+      `${qualityText(last.quality)} (0x${last.quality.toString(16).padStart(2, "0")})`;
+    facts.querySelector('[data-fact="last sample"]').textContent = formatFullTime(last.ts);
+  }
+}
+
+let fullTimeFormat = null;
+/** "2026-11-21 08:00:01.5" in the plant's zone: no day/month mix-up between sites or shifts. */
+function formatFullTime(t) {
+  fullTimeFormat ??= timeFormat({
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+    fractionalSecondDigits: 1,
+  });
+  const p = Object.fromEntries(fullTimeFormat.formatToParts(t).map((x) => [x.type, x.value]));
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}.${p.fractionalSecond}`;
+}
+
+function niceTicks(lo, hi, count) {
+  if (!(hi > lo)) {
+    const pad = Math.abs(lo) * 0.05 || 1;
+    lo -= pad;
+    hi += pad;
+  }
+  const raw = (hi - lo) / count;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  const f = raw / p;
+  const step = (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * p;
+  const start = Math.floor(lo / step) * step;
+  const end = Math.ceil(hi / step) * step;
+  const values = [];
+  for (let v = start; v <= end + step / 2; v += step) {
+    values.push(Math.abs(v) < step / 1e6 ? 0 : v); // no "-0.0" label
+  }
+  return { lo: start, hi: end, step, values };
+}
+
+/** [time, value] per 5 s bucket in the window, oldest first; null where the store had no value. */
+function chartPoints(d, t0, isBool) {
+  for (const k of d.buckets.keys()) if (k < t0 - DETAIL_BUCKET_MS) d.buckets.delete(k);
+  // A mean belongs to the middle of its bucket; a state holds from the start of its bucket.
+  const at = isBool ? 0 : DETAIL_BUCKET_MS / 2;
+  return [...d.buckets.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([k, b]) => [k + at, b === null ? null : isBool ? b.last : b.sum / b.n]);
+}
+
+function drawChart() {
+  const d = state.detail;
+  if (!d) return;
+  const chart = $("detail-chart");
+  const { sig } = d;
+  const isBool = sig.info.type === "bool";
+  const W = chart.clientWidth || 400;
+  const H = 250;
+  chart.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  const m = { l: 58, r: 14, t: 12, b: 40 };
+  const [pw, ph] = [W - m.l - m.r, H - m.t - m.b];
+  const t1 = Date.now();
+  const t0 = t1 - DETAIL_WINDOW_MS;
+  const points = chartPoints(d, t0, isBool);
+
+  const values = points.map((p) => p[1]).filter((v) => v !== null);
+  const nothing = values.length === 0;
+  const yt = isBool
+    ? { lo: 0, hi: 1, values: [0, 1] }
+    : niceTicks(nothing ? 0 : Math.min(...values), nothing ? 1 : Math.max(...values), 4);
+  const x = (t) => m.l + ((t - t0) / (t1 - t0)) * pw;
+  const y = (v) => m.t + (1 - (v - yt.lo) / (yt.hi - yt.lo)) * ph;
+  const parts = [svg("rect", { class: "plot", x: m.l, y: m.t, width: pw, height: ph })];
+
+  // Y axis: gridlines, labels and the unit.
+  const yDecimals = isBool ? 0 : Math.min(4, Math.max(0, -Math.floor(Math.log10(yt.step))));
+  const yfmt = numberFormat(yDecimals);
+  const [on, off] = boolWords(sig.info.name);
+  for (const v of yt.values) {
+    const py = y(v);
+    parts.push(svg("line", { class: "grid", x1: m.l, x2: W - m.r, y1: py, y2: py }));
+    const label = isBool ? (v ? on : off) : yfmt.format(v);
+    const attrs = { class: "tick", x: m.l - 6, y: py + 3.5, "text-anchor": "end" };
+    parts.push(svg("text", attrs, label));
+  }
+  const uy = m.t + ph / 2;
+  const unitAttrs = { class: "axis-title", x: 13, y: uy, "text-anchor": "middle" };
+  unitAttrs.transform = `rotate(-90 13 ${uy})`;
+  parts.push(svg("text", unitAttrs, sig.info.unit || (isBool ? "state" : "value")));
+
+  // X axis: a tick every 2 min, in the plant's time zone.
+  const hhmm = timeFormat({ hour: "2-digit", minute: "2-digit" });
+  const every = 120_000;
+  for (let t = Math.ceil(t0 / every) * every; t <= t1; t += every) {
+    const px = x(t);
+    parts.push(svg("line", { class: "grid v", x1: px, x2: px, y1: m.t, y2: H - m.b }));
+    const attrs = { class: "tick", x: px, y: H - m.b + 15, "text-anchor": "middle" };
+    parts.push(svg("text", attrs, hhmm.format(t)));
+  }
+  const xTitle = `plant time${state.tz ? ` (${state.tz})` : ""}`;
+  const xAttrs = { class: "axis-title", x: m.l + pw / 2, y: H - 6, "text-anchor": "middle" };
+  parts.push(svg("text", xAttrs, xTitle));
+
+  // The range from the site file, where it falls inside the plotted one.
+  for (const limit of [sig.info.min, sig.info.max]) {
+    if (isBool || limit === null || limit < yt.lo || limit > yt.hi) continue;
+    const py = y(limit);
+    parts.push(svg("line", { class: "limit", x1: m.l, x2: W - m.r, y1: py, y2: py }));
+  }
+
+  // The series; a missing or empty bucket breaks the line.
+  const base = (H - m.b).toFixed(1);
+  let line = "";
+  let area = "";
+  let run = null; // {x0, x, t} of the segment being drawn
+  const endRun = () => {
+    if (run) area += `L${run.x},${base}L${run.x0},${base}Z`;
+    run = null;
+  };
+  let last = null;
+  for (const [t, v] of points) {
+    if (v === null || (run && t - run.t > DETAIL_BUCKET_MS * 1.5)) endRun();
+    if (v === null) continue;
+    const px = Math.max(m.l, x(t)).toFixed(1);
+    const py = y(v).toFixed(1);
+    if (!run) {
+      line += `M${px},${py}`;
+      area += `M${px},${base}L${px},${py}`;
+      run = { x0: px };
+    } else {
+      const seg = isBool ? `H${px}V${py}` : `L${px},${py}`;
+      line += seg;
+      area += seg;
+    }
+    run.x = px;
+    run.t = t;
+    last = [px, py];
+  }
+  endRun();
+  if (area) parts.push(svg("path", { class: "area", d: area }));
+  if (line) parts.push(svg("path", { class: "series", d: line }));
+  if (last) parts.push(svg("circle", { class: "last", cx: last[0], cy: last[1], r: 3 }));
+  if (nothing) {
+    const attrs = { class: "nodata", x: m.l + pw / 2, y: m.t + ph / 2, "text-anchor": "middle" };
+    parts.push(svg("text", attrs, "no data in the last 10 min"));
+  }
+
+  // Read-out under the pointer.
+  const hover = svg("g", { class: "hover", visibility: "hidden" });
+  const guide = svg("line", { y1: m.t, y2: H - m.b });
+  const mark = svg("circle", { r: 3.5 });
+  const label = svg("text", { y: m.t + 12 });
+  hover.append(guide, mark, label);
+  parts.push(hover);
+  chart.replaceChildren(...parts);
+
+  const hms = timeFormat({ hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const unit = sig.info.unit && !isBool ? ` ${sig.info.unit}` : "";
+  d.hover = (ev) => {
+    d.pointer = ev;
+    const r = chart.getBoundingClientRect();
+    const px = ((ev.clientX - r.left) / r.width) * W;
+    const t = t0 + ((px - m.l) / pw) * (t1 - t0);
+    let best = null;
+    for (const p of points) {
+      if (p[1] !== null && (!best || Math.abs(p[0] - t) < Math.abs(best[0] - t))) best = p;
+    }
+    if (!best || px < m.l || px > W - m.r) {
+      hover.setAttribute("visibility", "hidden");
+      return;
+    }
+    const bx = x(best[0]);
+    guide.setAttribute("x1", bx);
+    guide.setAttribute("x2", bx);
+    mark.setAttribute("cx", bx);
+    mark.setAttribute("cy", y(best[1]));
+    label.textContent = `${hms.format(best[0])}  ${formatValue(sig, best[1])}${unit}`;
+    const right = bx > m.l + pw / 2;
+    label.setAttribute("x", right ? bx - 6 : bx + 6);
+    label.setAttribute("text-anchor", right ? "end" : "start");
+    hover.setAttribute("visibility", "visible");
+  };
+  // Redrawn every second: keep the read-out under a pointer that did not move.
+  if (d.pointer) d.hover(d.pointer);
+}
+
+// ------------------------------------------------------------------------------ timers
+
+function tick(gen) {
+  if (gen !== state.generation) return;
+  const now = Date.now();
+  if (state.clock) $("site-clock").textContent = state.clock.format(now);
+  for (const sig of state.signals.values()) prune(sig, now);
+  for (const sig of state.visible) {
+    drawSpark(sig, now);
+    renderAge(sig, now);
+  }
+  if (state.detail) {
+    renderDetailValue(now);
+    drawChart();
+  }
+  later(() => tick(gen), 1_000 - (Date.now() % 1_000) + 5);
+}
+
+async function pollHealth(gen) {
+  if (gen !== state.generation) return;
+  const h = $("health");
+  try {
+    const body = await api("health");
+    if (gen !== state.generation) return;
+    $("samples").textContent = numberFormat(0).format(body.store.written_samples);
+    h.dataset.status = body.status;
+    h.title =
+      `factory5g ${body.version} · ${body.status} · up ${formatDuration(body.uptime_s)}\n` +
+      `${numberFormat(0).format(body.store.written_batches)} batches written, ` +
+      `${numberFormat(0).format(body.store.write_errors)} write errors` +
+      (body.store.last_write_error ? `\nlast error: ${body.store.last_write_error}` : "") +
+      `\nbus: ${numberFormat(0).format(body.bus.published_samples)} samples published`;
+  } catch (e) {
+    if (gen !== state.generation) return;
+    h.dataset.status = "unreachable";
+    h.title = `health check failed: ${e.message}`;
+  }
+  later(() => pollHealth(gen), HEALTH_EVERY_MS);
+}
+
+// ------------------------------------------------------------------------------ wiring
+
+function boot() {
+  $("login-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const token = $("token-input").value.trim();
+    if (!token) return;
+    try {
+      localStorage.setItem(TOKEN_KEY, token);
+    } catch {
+      /* storage disabled */
+    }
+    start(token);
+  });
+  $("sign-out").addEventListener("click", () => signOut(null));
+  $("tree-all").addEventListener("click", () => select({ kind: "all" }));
+  $("detail-close").addEventListener("click", closeDetail);
+  $("detail-chart").addEventListener("pointermove", (ev) => state.detail?.hover?.(ev));
+  $("detail-chart").addEventListener("pointerleave", () => {
+    if (state.detail) state.detail.pointer = null;
+    $("detail-chart").querySelector(".hover")?.setAttribute("visibility", "hidden");
+  });
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape" && state.detail) closeDetail();
+  });
+  window.addEventListener("resize", () => {
+    for (const s of state.visible) state.dirty.add(s);
+    scheduleRender();
+    if (state.detail) drawChart();
+  });
+  window.addEventListener("hashchange", () => {
+    if (new URLSearchParams(location.hash.slice(1)).has("token")) start(readToken());
+  });
+
+  const token = readToken();
+  if (token) start(token);
+  else showLogin(null);
+}
+
+boot();

@@ -1,0 +1,261 @@
+"""The console in headless Chromium against a real `factory5g up --demo` subprocess.
+
+What an OT engineer relies on: the plant's live values show and move, the token leaves the
+address bar, a bad token gets a clear form instead of a blank page, and the page talks to no host
+but the platform's own (the plants are air-gapped). Chromium missing is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from ..helpers import wait_until_sync
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1440, "height": 900}
+# The page has a Content-Security-Policy without 'unsafe-eval': predicates passed to
+# wait_for_function must be function expressions, which Playwright calls without eval.
+VALUE_SHOWN = """([path]) => {
+  const e = document.querySelector(`[data-signal-path="${path}"]`);
+  return e !== null && e.textContent !== "—" && e.dataset.quality === "good";
+}"""
+VALUE_CHANGED = """([path, before]) => {
+  const e = document.querySelector(`[data-signal-path="${path}"]`);
+  return e !== null && e.textContent !== before;
+}"""
+
+
+class Server:
+    """`factory5g up --demo` in a subprocess, its output read on a thread."""
+
+    def __init__(self, cwd: Path, port: int) -> None:
+        self.port = port
+        # Wide enough that rich never wraps the console URL.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "240"}
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "factory5g", "up", "--demo", "--port", str(port)],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, name="console-server-out", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.p.stdout is not None
+        for line in self.p.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def find(self, pattern: str, timeout: float = 30) -> re.Match[str]:
+        found: list[re.Match[str]] = []
+
+        def seen() -> bool:
+            m = re.search(pattern, self.output)
+            if m:
+                found.append(m)
+            return bool(m) or self.p.poll() is not None
+
+        wait_until_sync(seen, timeout, f"{pattern!r} in the server output:\n{self.output}")
+        assert found, f"server exited ({self.p.returncode}) before {pattern!r}:\n{self.output}"
+        return found[0]
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(10)
+        self._reader.join(10)
+        assert self.p.stdout is not None
+        self.p.stdout.close()
+
+
+@dataclass
+class Recorder:
+    """Every URL the page asks for and every console error it logs."""
+
+    urls: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def attach(self, page: Page) -> None:
+        page.on("request", lambda r: self.urls.append(r.url))
+        page.on("websocket", lambda ws: self.urls.append(ws.url))
+        page.on("console", self._console)
+        page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+
+    def _console(self, msg: ConsoleMessage) -> None:
+        if msg.type == "error":
+            self.errors.append(msg.text)
+
+    def foreign(self, port: int) -> list[str]:
+        """URLs that are not this server: a CDN, a font host, a telemetry beacon…"""
+        return [
+            u
+            for u in self.urls
+            if urlsplit(u).scheme not in ("http", "ws")
+            or urlsplit(u).hostname != "127.0.0.1"
+            or urlsplit(u).port != port
+        ]
+
+
+@pytest.fixture
+def demo(tmp_path: Path, free_port: int) -> Iterator[Server]:
+    server = Server(tmp_path, free_port)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    assert CHROMIUM.is_file(), f"Chromium is needed for the console tests: {CHROMIUM} is missing"
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def console_url(demo: Server) -> tuple[str, str]:
+    url = demo.find(r"console:\s+(http://127\.0\.0\.1:\d+/#token=(f5g_\S+))")
+    token = demo.find(r"admin token: (f5g_\S+)").group(1)
+    assert url.group(2) == token
+    return url.group(1), token
+
+
+def value_text(page: Page, path: str) -> str:
+    return page.locator(f'[data-signal-path="{path}"]').inner_text()
+
+
+def test_console_shows_the_live_plant_and_talks_to_no_other_host(
+    demo: Server, browser: Browser, tmp_path: Path
+) -> None:
+    url, token = console_url(demo)
+    base = f"http://127.0.0.1:{demo.port}/"
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    seen = Recorder()
+    seen.attach(page)
+    page.goto(url)
+
+    # The token left the address bar (and so the history) but is kept for the next visit.
+    expect(page).to_have_url(base)
+    assert page.evaluate("() => localStorage.getItem('factory5g.token')") == token
+
+    expect(page.locator("#site-name")).to_have_text("Demo Steel — Hot Strip Mill")
+    expect(page.locator("#site-prefix")).to_have_text("88.118.8")
+    expect(page.locator("#user-name")).to_have_text("demo-admin")
+    expect(page.locator("#user-role")).to_have_text("admin")
+    expect(page.locator("#tree .level-1 .label")).to_have_text(["hot-rolling", "utilities"])
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    expect(page.locator("#samples")).to_have_text(re.compile(r"^[1-9][\d,]*$"))
+
+    # Live values appear, with their quality, and move.
+    for path in ("f1.speed", "substation.active_power"):
+        page.wait_for_function(VALUE_SHOWN, arg=[path], timeout=15_000)
+        first = value_text(page, path)
+        assert re.fullmatch(r"-?[\d,]+\.\d{1,3}", first), f"{path} shows {first!r}"
+        page.wait_for_function(VALUE_CHANGED, arg=[path, first], timeout=15_000)
+        assert value_text(page, path) != first
+    expect(page.locator('[data-signal-path="guard.door_closed"]')).to_have_text(
+        re.compile(r"^(OPEN|CLOSED)$")
+    )
+    row = page.locator("button.sig", has=page.locator('[data-signal-path="f1.speed"]'))
+    expect(row.locator(".unit")).to_have_text("m/s")
+    expect(row.locator(".age")).to_have_text(re.compile(r"^(<1|\d+) s$"))
+
+    page.screenshot(path=tmp_path / "console.png")
+
+    # A signal opens the detail panel: a 10 min chart with its unit, kept live.
+    row.click()
+    expect(page.locator("#detail")).to_be_visible()
+    expect(page.locator("#detail-path")).to_have_text("f1.speed")
+    expect(page.locator("#detail-chart .axis-title").first).to_have_text("m/s")
+    expect(page.locator("#detail-chart path.series")).to_have_count(1)
+    page.screenshot(path=tmp_path / "console-detail.png")
+    page.keyboard.press("Escape")
+    expect(page.locator("#detail")).to_be_hidden()
+
+    # The tree narrows the overview to an area.
+    page.locator('#tree .level-1 .node:has-text("utilities")').click()
+    expect(page.locator("#cards .card")).to_have_count(3)
+    expect(page.locator("#scope")).to_have_text("utilities")
+
+    # A reload without the hash comes back from the stored token.
+    page.reload()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    page.wait_for_function(VALUE_SHOWN, arg=["f1.speed"], timeout=15_000)
+
+    assert seen.errors == [], seen.errors
+    assert seen.foreign(demo.port) == [], seen.foreign(demo.port)
+    assert any("/api/v1/live" in u for u in seen.urls)
+
+    # The server stops cleanly under an open console, which shows that it lost the feed.
+    demo.p.send_signal(signal.SIGTERM)
+    assert demo.p.wait(15) == 0, demo.output
+    expect(page.locator("#conn")).to_have_attribute(
+        "data-state", re.compile(r"^(reconnecting|offline)$")
+    )
+    context.close()
+
+
+def test_console_asks_for_a_token_when_the_one_given_is_refused(
+    demo: Server, browser: Browser, tmp_path: Path
+) -> None:
+    _, token = console_url(demo)
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    seen = Recorder()
+    seen.attach(page)
+    page.goto(f"http://127.0.0.1:{demo.port}/#token=f5g_00000000_x")
+
+    expect(page.locator("#login")).to_be_visible()
+    expect(page.locator("#login-error")).to_have_text(re.compile("unknown or revoked"))
+    expect(page.locator("#conn")).to_have_attribute("data-state", "offline")
+    expect(page).to_have_url(f"http://127.0.0.1:{demo.port}/")
+    assert page.evaluate("() => localStorage.getItem('factory5g.token')") is None
+    page.screenshot(path=tmp_path / "console-login.png")
+
+    # Pasting the right token opens the console.
+    page.locator("#token-input").fill(token)
+    page.locator("#login-form button[type=submit]").click()
+    expect(page.locator("#login")).to_be_hidden()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    page.wait_for_function(VALUE_SHOWN, arg=["substation.active_power"], timeout=15_000)
+
+    # The refused token cost two 401 answers (/me and /site), logged by Chromium; nothing else.
+    unexpected = [e for e in seen.errors if "status of 401" not in e]
+    assert unexpected == [], unexpected
+    assert seen.foreign(demo.port) == [], seen.foreign(demo.port)
+    context.close()
+    demo.p.send_signal(signal.SIGTERM)
+    assert demo.p.wait(15) == 0, demo.output
