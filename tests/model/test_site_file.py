@@ -186,7 +186,12 @@ BAD = {
         "required key 'prefix' is missing",
     ),
     "missing-required-key-in-aot": Bad(
-        (('area = "hot-rolling"\nline = "finishing-mill"\ncell = "stand-f2"', 'line = "finishing-mill"\ncell = "stand-f2"'),),
+        (
+            (
+                'area = "hot-rolling"\nline = "finishing-mill"\ncell = "stand-f2"',
+                'line = "finishing-mill"\ncell = "stand-f2"',
+            ),
+        ),
         "equipment[1].area",
         "[[equipment]]",
         "required key 'area' is missing",
@@ -288,7 +293,12 @@ BAD = {
         "did you mean 'telemetry'?",
     ),
     "unknown-cell": Bad(
-        (('cell = "cell-runout"\ncarries = [{ kind = "vision"', 'cell = "cell-run"\ncarries = [{ kind = "vision"'),),
+        (
+            (
+                'cell = "cell-runout"\ncarries = [{ kind = "vision"',
+                'cell = "cell-run"\ncarries = [{ kind = "vision"',
+            ),
+        ),
         "device[3].cell",
         'cell = "cell-run"',
         "cell 'cell-run' does not exist",
@@ -453,8 +463,14 @@ BAD = {
     ),
     "same-opcua-node": Bad(
         (
-            (SIM_ACTIVE, 'binding = { kind = "opcua", endpoint = "opc.tcp://sub:4840", node = "ns=2;s=P" }'),
-            (SIM_ENERGY, 'binding = { kind = "opcua", endpoint = "opc.tcp://sub:4840", node = "ns=2;s=P" }'),
+            (
+                SIM_ACTIVE,
+                'binding = { kind = "opcua", endpoint = "opc.tcp://sub:4840", node = "ns=2;s=P" }',
+            ),
+            (
+                SIM_ENERGY,
+                'binding = { kind = "opcua", endpoint = "opc.tcp://sub:4840", node = "ns=2;s=P" }',
+            ),
         ),
         "equipment[6].signal[1].binding",
         'node = "ns=2;s=P"',
@@ -463,7 +479,12 @@ BAD = {
         line_occurrence=2,
     ),
     "bad-opcua-node": Bad(
-        ((SIM_ACTIVE, 'binding = { kind = "opcua", endpoint = "opc.tcp://sub:4840", node = "P" }'),),
+        (
+            (
+                SIM_ACTIVE,
+                'binding = { kind = "opcua", endpoint = "opc.tcp://sub:4840", node = "P" }',
+            ),
+        ),
         "equipment[6].signal[0].binding.node",
         'node = "P"',
         "'P' is not a valid node",
@@ -518,6 +539,13 @@ def test_toml_syntax_error_line_on_a_multi_line_document() -> None:
     assert str(problem).startswith(f"<site>:{line}: not valid TOML")
 
 
+def test_toml_error_at_the_end_of_the_document_points_at_its_last_line() -> None:
+    text = STEEL + 'notes = """never closed\n\n'
+    (problem,) = check_text(text)
+    assert "Unterminated string" in problem.message
+    assert problem.line == line_with(text, 'notes = """never closed')
+
+
 def test_same_signal_name_in_two_equipment_is_fine() -> None:
     # f1.speed and f2.speed both exist in the template; only duplicates within one equipment count.
     assert check_text(STEEL) == []
@@ -525,8 +553,12 @@ def test_same_signal_name_in_two_equipment_is_fine() -> None:
 
 def test_same_modbus_address_on_another_unit_is_not_a_clash() -> None:
     text, _ = edit(STEEL, SIM_FLOW, 'binding = { kind = "modbus", host = "h", address = 7 }')
-    text, _ = edit(text, SIM_PRESSURE, 'binding = { kind = "modbus", host = "h", address = 7, unit = 2 }')
-    text, _ = edit(text, SIM_ACTIVE, 'binding = { kind = "modbus", host = "h", address = 7, table = "input" }')
+    text, _ = edit(
+        text, SIM_PRESSURE, 'binding = { kind = "modbus", host = "h", address = 7, unit = 2 }'
+    )
+    text, _ = edit(
+        text, SIM_ACTIVE, 'binding = { kind = "modbus", host = "h", address = 7, table = "input" }'
+    )
     assert check_text(text) == []
 
 
@@ -555,13 +587,26 @@ def test_string_signal_cannot_be_written() -> None:
 
 
 def test_state_alarm_on_string_signal_is_allowed() -> None:
-    text, _ = edit(STEEL, 'name = "strip_present"\n  type = "bool"', 'name = "strip_present"\n  type = "string"')
-    text, _ = edit(text, 'signal = "guard.door_closed"\nkind = "state"', 'signal = "f1.strip_present"\nkind = "state"')
+    text, _ = edit(
+        STEEL,
+        'name = "strip_present"\n  type = "bool"',
+        'name = "strip_present"\n  type = "string"',
+    )
+    text, _ = edit(
+        text,
+        'signal = "guard.door_closed"\nkind = "state"',
+        'signal = "f1.strip_present"\nkind = "state"',
+    )
     assert check_text(text) == []
 
 
 def test_missing_site_table() -> None:
-    text, _ = edit(STEEL, '[site]\nname = "Demo Steel — Hot Strip Mill"\nprefix = "88.118.8"\ntimezone = "Asia/Shanghai"\n', "")
+    text, _ = edit(
+        STEEL,
+        '[site]\nname = "Demo Steel — Hot Strip Mill"\nprefix = "88.118.8"\n'
+        'timezone = "Asia/Shanghai"\n',
+        "",
+    )
     (problem,) = check_text(text)
     assert problem.path == "site"
     assert problem.message == "required key 'site' is missing"
@@ -575,14 +620,38 @@ def test_missing_site_table() -> None:
 def test_independent_mistakes_are_all_reported_at_once_sorted_by_line() -> None:
     # (old, new, occurrence of old), expected path, snippet of the expected line
     mistakes = [
-        (("timezone = \"Asia/Shanghai\"", "timezone = \"Mars/Olympus_Mons\"", 1), "site.timezone", "Mars/"),
-        (("special_slot = \"10:2:2\"", "special_slot = \"12:2:2\"", 2), "network.cell[1].special_slot", "12:2:2"),
-        (("slice = \"urllc-control\"", "slice = \"urllc-ctrl\"", 1), "device[0].slice", "urllc-ctrl"),
-        (("imsi = \"001010000000301\"", "imsi = \"0010100000003\"", 1), "device[4].imsi", "0010100000003"),
-        (("name = \"roll_force\"", "name = \"Roll-Force\"", 2), "equipment[1].signal[1].name", "Roll-Force"),
-        (("unit = \"bar\"", "unit = \"Bar\"", 1), "equipment[4].signal[1].unit", "\"Bar\""),
-        (("signal = \"cooling_water.pressure\"", "signal = \"cooling_water.presure\"", 1), "alarm[3].signal", "presure"),
-        (("\"guard.door_closed == true\"", "\"guard.door_closed = true\"", 1), "control.writable[0].interlocks", "interlocks = ["),
+        (
+            ('timezone = "Asia/Shanghai"', 'timezone = "Mars/Olympus_Mons"', 1),
+            "site.timezone",
+            "Mars/",
+        ),
+        (
+            ('special_slot = "10:2:2"', 'special_slot = "12:2:2"', 2),
+            "network.cell[1].special_slot",
+            "12:2:2",
+        ),
+        (('slice = "urllc-control"', 'slice = "urllc-ctrl"', 1), "device[0].slice", "urllc-ctrl"),
+        (
+            ('imsi = "001010000000301"', 'imsi = "0010100000003"', 1),
+            "device[4].imsi",
+            "0010100000003",
+        ),
+        (
+            ('name = "roll_force"', 'name = "Roll-Force"', 2),
+            "equipment[1].signal[1].name",
+            "Roll-Force",
+        ),
+        (('unit = "bar"', 'unit = "Bar"', 1), "equipment[4].signal[1].unit", '"Bar"'),
+        (
+            ('signal = "cooling_water.pressure"', 'signal = "cooling_water.presure"', 1),
+            "alarm[3].signal",
+            "presure",
+        ),
+        (
+            ('"guard.door_closed == true"', '"guard.door_closed = true"', 1),
+            "control.writable[0].interlocks",
+            "interlocks = [",
+        ),
     ]
     text = STEEL
     for (old, new, occurrence), _, _ in reversed(mistakes):

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import math
 import sys
-import tempfile
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from factory5g.store import Agg, EmbeddedStore, StoreError, open_store
@@ -45,7 +46,19 @@ def test_the_rollup_answers_whole_second_queries_only() -> None:
     assert rollup_source(T0, T0 + 60 * NS, NS // 2) == "samples"
 
 
-@settings(max_examples=40, deadline=None)
+@pytest.fixture
+async def embedded(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
+    async with EmbeddedStore.open(tmp_path) as store:
+        yield store
+
+
+# One store for all examples (see test_contract.py); each example has signal ids of its own.
+_signal_blocks = itertools.count(1)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     base=bases,
     data=batches,
@@ -53,23 +66,26 @@ def test_the_rollup_answers_whole_second_queries_only() -> None:
     bounds=st.tuples(st.integers(-2, 8), st.integers(-2, 8)).map(sorted),
 )
 async def test_rollup_path_equals_samples_path(
-    base: int, data: list[list[tuple[int, int, float, int]]], every_s: int, bounds: list[int]
+    embedded: EmbeddedStore,
+    base: int,
+    data: list[list[tuple[int, int, float, int]]],
+    every_s: int,
+    bounds: list[int],
 ) -> None:
+    first = 4 * next(_signal_blocks)
     start, end = base + bounds[0] * NS, base + bounds[1] * NS
-    with tempfile.TemporaryDirectory() as d:
-        async with EmbeddedStore.open(d) as store:
-            for rows in data:
-                await store.write(to_batch(base, rows))
-            for signal in (0, 1, 2):
-                for agg in Agg:
-                    a = await via(store, "rollup_1s", signal, start, end, every_s * NS, agg)
-                    b = await via(store, "samples", signal, start, end, every_s * NS, agg)
-                    assert a.ts.tolist() == b.ts.tolist()
-                    assert a.quality.tolist() == b.quality.tolist()
-                    if agg is Agg.MEAN:
-                        np.testing.assert_allclose(a.value, b.value, rtol=1e-9, equal_nan=True)
-                    else:
-                        np.testing.assert_array_equal(a.value, b.value)
+    for rows in data:
+        await embedded.write(to_batch(base, rows, first))
+    for signal in (first, first + 1, first + 2):
+        for agg in Agg:
+            a = await via(embedded, "rollup_1s", signal, start, end, every_s * NS, agg)
+            b = await via(embedded, "samples", signal, start, end, every_s * NS, agg)
+            assert a.ts.tolist() == b.ts.tolist()
+            assert a.quality.tolist() == b.quality.tolist()
+            if agg is Agg.MEAN:
+                np.testing.assert_allclose(a.value, b.value, rtol=1e-9, equal_nan=True)
+            else:
+                np.testing.assert_array_equal(a.value, b.value)
 
 
 async def test_rollup_path_equals_samples_path_on_a_long_series(tmp_path: Path) -> None:
@@ -249,3 +265,31 @@ async def test_small_checkpoint_threshold_keeps_everything(tmp_path: Path) -> No
         assert rows_of(await store.query(1, T0 + 29 * NS, T0 + 30 * NS, limit=1)) == [
             (T0 + 29 * NS, 29.0, GOOD)
         ]
+
+
+async def test_raw_query_keeps_write_order_among_equal_timestamps(tmp_path: Path) -> None:
+    # DuckDB's parallel sort is not stable: with 100k rows on 2 threads, ORDER BY ts alone
+    # reorders equal timestamps (seen every time); the rowid key keeps write order.
+    n = 25_000
+    async with EmbeddedStore.open(tmp_path, threads=2) as store:
+        for k in range(4):
+            ts = T0 + np.arange(n, dtype=np.int64) % 7
+            await store.write(Batch.of(np.full(n, 3), ts, np.arange(k * n, (k + 1) * n)))
+        raw = await store.query(3, T0, T0 + 7)
+    assert len(raw) == 4 * n
+    assert (np.diff(raw.ts) >= 0).all()
+    for t in range(7):
+        written_order = raw.value[raw.ts == T0 + t]
+        assert (np.diff(written_order) > 0).all(), f"ties at T0+{t} out of write order"
+
+
+async def test_one_directory_is_opened_once_per_process(tmp_path: Path) -> None:
+    async with EmbeddedStore.open(tmp_path) as store:
+        with pytest.raises(StoreError, match="already open in this process"):
+            async with EmbeddedStore.open(tmp_path / "." / ""):
+                pass
+        await store.write(Batch.of([1], [T0], [1.0]))
+    # Released at close (and after the refused start): opening again works.
+    async with EmbeddedStore.open(tmp_path) as store:
+        assert (await store.stats()).samples == 1
+    assert not store_threads()

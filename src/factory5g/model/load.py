@@ -121,7 +121,8 @@ def _check(text: str, filename: str) -> tuple[list[Problem], SiteFile | None]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         msg = getattr(exc, "msg", str(exc))
-        return [Problem(filename, "", f"not valid TOML: {msg}", None, _toml_error_line(exc, text))], None
+        line = _toml_error_line(exc, text)
+        return [Problem(filename, "", f"not valid TOML: {msg}", None, line)], None
     lines = key_lines(text)
     problems: list[Problem] = []
 
@@ -145,7 +146,7 @@ _AT_LINE = re.compile(r"\(at line (\d+), column \d+\)$")
 
 
 def _toml_error_line(exc: tomllib.TOMLDecodeError, text: str) -> int | None:
-    """Line of a TOML syntax error: ``lineno`` since Python 3.14, before that only in the message."""
+    """Line of a TOML syntax error: ``lineno`` since Python 3.14, before it only in the message."""
     line = getattr(exc, "lineno", None)
     if isinstance(line, int):
         return line

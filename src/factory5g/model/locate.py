@@ -143,7 +143,10 @@ class _Scanner:
                     index += 1
                     continue
                 self.lines.setdefault((*path, index), self.line)
+                start = self.i
                 self.value((*path, index))
+                if self.i == start:  # a stray '}' is not a value: step over it, never loop
+                    self.advance()
         else:
             while self.i < len(self.s) and self.s[self.i] not in ",]}\n#":
                 self.i += 1

@@ -91,7 +91,8 @@ class SignalRegistry:
 
     def get(self, ref: str | int) -> SignalInfo:
         """The signal with id or path ``ref``; a numeric string is taken as an id."""
-        if isinstance(ref, str) and ref.isdigit():
+        # isdecimal, not isdigit: "²" is a digit that int() cannot read
+        if isinstance(ref, str) and ref.isdecimal():
             ref = int(ref)
         if isinstance(ref, int):
             if 0 <= ref < len(self._by_id):

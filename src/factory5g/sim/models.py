@@ -497,9 +497,7 @@ class RollingStand(Model):
             motor_current=measured(rng, current_a, 0.005 * current_a, floor=0.0),
             motor_power=measured(rng, power_kw, 0.005 * power_kw),
             torque=measured(rng, torque_knm, 0.005 * torque_knm),
-            exit_thickness=setup.thickness_mm[j + 1]
-            if here is None
-            else here[0].thickness_mm[j + 1],
+            exit_thickness=setup.thickness_mm[j + 1],  # the bar in the stand, else the next
             strip_present=float(present),
         )
 
@@ -527,9 +525,8 @@ class Conveyor(Model):
     NEWTON_PER_AMP: ClassVar[float] = 120.0  # torque constant, referred to the roller surface
     MAGNETISING_A: ClassVar[float] = 250.0
     RUNNING_M_S: ClassVar[float] = 0.05
-    MIN_THREADING_M_S: ClassVar[float] = (
-        1.0  # slower than this, a strip would buckle: hold the mill
-    )
+    # Slower than this, a strip threading onto the table would buckle: the mill waits.
+    MIN_THREADING_M_S: ClassVar[float] = 1.0
     EFFICIENCY: ClassVar[float] = 0.92
 
     def __init__(self, name: str, rng: random.Random, index: int) -> None:

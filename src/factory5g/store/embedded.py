@@ -52,7 +52,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Self, TypeVar
+from typing import Any, ClassVar, Final, Literal, Self, TypeVar
 
 import duckdb
 import numpy as np
@@ -68,7 +68,7 @@ from factory5g.store.memory import (
 )
 from factory5g.stream.batch import Batch, Quality
 
-__all__ = ["DB_FILE", "EmbeddedStore"]
+__all__ = ["DB_FILE", "EmbeddedStore", "rollup_source"]
 
 T = TypeVar("T")
 
@@ -264,6 +264,7 @@ class EmbeddedStore:
         self._checkpoint_threshold = checkpoint_threshold_bytes
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
+        self._claimed: Path | None = None  # our entry in _open_directories while open
         self._latest = _LatestTable()
         # Touched only by the worker thread:
         self._con: duckdb.DuckDBPyConnection | None = None
@@ -306,6 +307,7 @@ class EmbeddedStore:
         """Open (or create) the database and rebuild the latest values; undone on failure."""
         if self._closed or self._executor is not None:
             raise StoreError(f"{self!r} cannot be started again")
+        self._claim_directory()
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="f5g-store")
         self._executor = executor
         try:
@@ -314,6 +316,7 @@ class EmbeddedStore:
             # Queued behind the open (which may still run if we were cancelled): close what it
             # opened, then stop the worker.
             self._closed = True
+            self._release_directory()
             undo = executor.submit(self._close_sync)
             try:
                 await asyncio.wrap_future(undo)
@@ -336,9 +339,29 @@ class EmbeddedStore:
         try:
             await asyncio.wrap_future(fut)
         finally:
+            self._release_directory()
             # After a normal close the worker is idle and the join is immediate; if we were
             # cancelled, do not block the loop: the worker exits once the close has run.
             executor.shutdown(wait=fut.done())
+
+    # DuckDB shares one database instance between connections to the same file in a process;
+    # two stores on one directory would then share data but not their latest tables. Refuse.
+    _open_directories: ClassVar[set[Path]] = set()
+    _open_directories_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def _claim_directory(self) -> None:
+        key = self.directory.resolve()
+        with self._open_directories_lock:
+            if key in self._open_directories:
+                raise StoreError(f"{self.directory} is already open in this process")
+            self._open_directories.add(key)
+        self._claimed = key
+
+    def _release_directory(self) -> None:
+        key, self._claimed = self._claimed, None
+        if key is not None:
+            with self._open_directories_lock:
+                self._open_directories.discard(key)
 
     async def _run(self, fn: Callable[[], T]) -> T:
         if self._closed or self._executor is None:
@@ -478,8 +501,8 @@ class EmbeddedStore:
     def _rollback(con: duckdb.DuckDBPyConnection, exc: BaseException) -> None:
         try:
             con.execute("ROLLBACK")
-        except duckdb.TransactionException as rb_exc:
-            # A failed COMMIT has already rolled back; nothing is left to undo.
+        except duckdb.Error as rb_exc:
+            # Typically "no transaction is active": a failed COMMIT has already rolled back.
             exc.add_note(f"rollback: {rb_exc}")
 
     def _raw_sync(self, signal: int, start: int, end: int, limit: int | None) -> Batch:

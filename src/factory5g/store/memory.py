@@ -179,7 +179,7 @@ class MemoryStore:
         data = self._samples()
         inside = (data.signal == signal) & (data.ts >= start) & (data.ts < end)
         sel = data.take(np.flatnonzero(inside))
-        sel = sel.take(np.argsort(-sel.ts, kind="stable")[::-1])  # stable: ties stay in write order
+        sel = sel.take(np.argsort(sel.ts, kind="stable"))  # stable: ties stay in write order
         if every is None:
             return sel if limit is None else sel.take(np.arange(min(limit, len(sel))))
         sel = sel.take(Quality.is_usable(sel.quality))

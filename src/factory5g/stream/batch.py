@@ -65,12 +65,18 @@ _I64: Final = np.dtype(np.int64)
 _F64: Final = np.dtype(np.float64)
 _U8: Final = np.dtype(np.uint8)
 
-# Wire layout of an encoded Batch (little endian): magic, version, n, n_events, crc32 of the
-# body, then the four columns back to back and the events as JSON lines.
+# Wire layout of an encoded Batch (little endian): magic, version, n, n_events, crc32 (over the
+# version, the counts and the body), then the four columns back to back and the events as JSON
+# lines.
 _MAGIC: Final = b"F5GB"
 _HEADER: Final = struct.Struct("<4sBxxxIII")
 _VERSION: Final = 1
 _SAMPLE_BYTES: Final = 4 + 8 + 8 + 1
+
+
+def _counts_crc(version: int, n: int, n_events: int) -> int:
+    """CRC-32 of the header fields, the seed of the body's CRC: a changed count is caught too."""
+    return zlib.crc32(struct.pack("<BII", version, n, n_events))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -117,13 +123,23 @@ class Batch:
         events: Iterable[Event] = (),
     ) -> Batch:
         """Build a Batch from anything array-like; a scalar quality applies to every sample."""
-        sig = np.ascontiguousarray(signal, dtype=_I32)
-        if sig.ndim == 0:
-            sig = sig.reshape(1)
-        n = sig.shape[0]
-        t = np.ascontiguousarray(np.broadcast_to(np.asarray(ts, dtype=_I64), (n,)))
-        v = np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype=_F64), (n,)))
-        q = np.ascontiguousarray(np.broadcast_to(np.asarray(quality, dtype=_U8), (n,)))
+        # numpy says ValueError (lengths that do not broadcast) or OverflowError (a quality of
+        # 300, an id beyond int32): callers catch BatchError, so say that.
+        raw = np.asarray(signal)
+        if raw.dtype.kind == "f" and not np.array_equal(raw, np.trunc(raw)):
+            raise BatchError("signal ids must be integers")
+        if raw.dtype.kind in "iuf" and raw.size and (raw.min() < -(2**31) or raw.max() >= 2**31):
+            raise BatchError("signal ids must fit in int32")
+        try:
+            sig = np.ascontiguousarray(raw, dtype=_I32)
+            if sig.ndim == 0:
+                sig = sig.reshape(1)
+            n = sig.shape[0]
+            t = np.ascontiguousarray(np.broadcast_to(np.asarray(ts, dtype=_I64), (n,)))
+            v = np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype=_F64), (n,)))
+            q = np.ascontiguousarray(np.broadcast_to(np.asarray(quality, dtype=_U8), (n,)))
+        except (ValueError, OverflowError) as exc:
+            raise BatchError(f"columns do not fit together: {exc}") from exc
         return cls(sig, t, v, q, tuple(events))
 
     @classmethod
@@ -210,14 +226,13 @@ class Batch:
                 ev,
             )
         )
-        header = _HEADER.pack(_MAGIC, _VERSION, len(self), len(self.events), zlib.crc32(body))
+        crc = zlib.crc32(body, _counts_crc(_VERSION, len(self), len(self.events)))
+        header = _HEADER.pack(_MAGIC, _VERSION, len(self), len(self.events), crc)
         return header + body
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> Batch:
         """Decode a frame written by :meth:`to_bytes`; raise BatchDecodeError if it is not one."""
-        import json
-
         buf = memoryview(data)
         if len(buf) < _HEADER.size:
             raise BatchDecodeError(f"frame of {len(buf)} bytes is shorter than the header")
@@ -229,7 +244,7 @@ class Batch:
         body = buf[_HEADER.size :]
         if len(body) < n * _SAMPLE_BYTES:
             raise BatchDecodeError(f"frame announces {n} samples but holds {len(body)} bytes")
-        if zlib.crc32(body) != crc:
+        if zlib.crc32(body, _counts_crc(version, n, n_events)) != crc:
             raise BatchDecodeError("checksum mismatch")
         o = 0
         sig = np.frombuffer(body, "<i4", n, o).astype(_I32)
@@ -246,12 +261,27 @@ class Batch:
             lines = rest.split(b"\n")
             if len(lines) != n_events:
                 raise BatchDecodeError(f"frame announces {n_events} events, holds {len(lines)}")
-            try:
-                for line in lines:
-                    s, t, d = json.loads(line)
-                    events.append(Event(int(s), int(t), d))
-            except (ValueError, TypeError) as exc:
-                raise BatchDecodeError(f"bad event: {exc}") from exc
+            for line in lines:
+                events.append(_decode_event(line))
         elif rest:
             raise BatchDecodeError(f"{len(rest)} trailing bytes")
         return cls(sig, ts, val, q, tuple(events))
+
+
+def _decode_event(line: bytes) -> Event:
+    """One event line, ``[signal, ts, data]`` exactly as :meth:`Batch.to_bytes` writes it."""
+    import json
+
+    try:
+        item = json.loads(line)
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
+        raise BatchDecodeError(f"bad event: {exc}") from exc
+    if not (
+        isinstance(item, list)
+        and len(item) == 3
+        and type(item[0]) is int  # not bool, not float
+        and type(item[1]) is int
+        and isinstance(item[2], str | dict | list)
+    ):
+        raise BatchDecodeError(f"bad event: {line[:80]!r} is not [signal, ts, data]")
+    return Event(item[0], item[1], item[2])

@@ -71,6 +71,10 @@ class MemorySubscription:
                 self._writable.clear()
                 await self._writable.wait()
             if self._closed:
+                # Closed while this batch waited for room: it is lost to this subscriber, and
+                # counted so, or it would vanish from delivered + dropped + queued.
+                self.dropped_batches += 1
+                self.dropped_samples += len(mine)
                 return
         self._items.append(mine)
         self._readable.set()

@@ -793,7 +793,8 @@ function openDetail(sig) {
     ["range", range],
     ["equipment", `${eq.name} (${eq.id})`],
     ["kind", eq.kind || "—"],
-    ["5G cell / UE", [eq.cell, eq.device].filter(Boolean).join(" / ") || "—"],
+    ["work cell", eq.cell || "—"],
+    ["5G terminal", eq.device || "—"],
     ["quality", "—"],
     ["last sample", "—"],
   ]) {
