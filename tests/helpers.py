@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 async def wait_until(predicate: Callable[[], bool], within: float = 10.0, what: str = "") -> None:
@@ -22,3 +28,54 @@ def wait_until_sync(predicate: Callable[[], bool], timeout: float = 10.0, what: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
         time.sleep(0.01)
+
+
+class FactoryProcess:
+    """``python -m factory5g ARGS`` in a subprocess, its output collected on a thread."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        # Wide enough that rich never wraps a URL or a token.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "240"}
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "factory5g", *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, name="factory5g-out", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.p.stdout is not None
+        for line in self.p.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def find(self, pattern: str, within: float = 30) -> re.Match[str]:
+        """The first match of ``pattern`` in the output; fails if the process exits first."""
+        found: list[re.Match[str]] = []
+
+        def seen() -> bool:
+            m = re.search(pattern, self.output)
+            if m:
+                found.append(m)
+            return bool(m) or self.p.poll() is not None
+
+        wait_until_sync(seen, within, f"{pattern!r} in the output:\n{self.output}")
+        assert found, f"process exited ({self.p.returncode}) before {pattern!r}:\n{self.output}"
+        return found[0]
+
+    def stop(self) -> None:
+        """Kill the process if it still runs and release its pipe."""
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait(10)
+        self._reader.join(10)
+        if self.p.stdout is not None:
+            self.p.stdout.close()

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,62 +14,21 @@ import httpx
 import pytest
 import websockets
 
-from ..helpers import wait_until_sync
-
-
-class Proc:
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-        self.p = subprocess.Popen(
-            args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.lines: list[str] = []
-        self._t = threading.Thread(target=self._read, name="proc-reader", daemon=True)
-        self._t.start()
-
-    def _read(self) -> None:
-        assert self.p.stdout is not None
-        for line in self.p.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def find(self, pattern: str, timeout: float = 30) -> re.Match[str]:
-        found: list[re.Match[str]] = []
-
-        def seen() -> bool:
-            m = re.search(pattern, self.output)
-            if m:
-                found.append(m)
-            return bool(m) or self.p.poll() is not None
-
-        wait_until_sync(seen, timeout, f"{pattern!r} in output:\n{self.output}")
-        assert found, f"process exited ({self.p.returncode}) before {pattern!r}:\n{self.output}"
-        return found[0]
-
-    def stop(self) -> None:
-        if self.p.poll() is None:
-            self.p.kill()
-        self.p.wait(5)
-        self._t.join(5)
-        if self.p.stdout is not None:
-            self.p.stdout.close()
+from ..helpers import FactoryProcess, wait_until_sync
 
 
 @pytest.fixture
-def demo(tmp_path: Path, free_port: int) -> Iterator[tuple[Proc, int]]:
-    proc = Proc(
-        [sys.executable, "-m", "factory5g", "up", "--demo", "--port", str(free_port)], tmp_path
-    )
+def demo(tmp_path: Path, free_port: int) -> Iterator[tuple[FactoryProcess, int]]:
+    proc = FactoryProcess(["up", "--demo", "--port", str(free_port)], tmp_path)
     try:
         yield proc, free_port
     finally:
         proc.stop()
 
 
-def test_up_demo_serves_live_data_and_stops_cleanly_on_sigterm(demo: tuple[Proc, int]) -> None:
+def test_up_demo_serves_live_data_and_stops_cleanly_on_sigterm(
+    demo: tuple[FactoryProcess, int],
+) -> None:
     proc, port = demo
     token = proc.find(r"admin token: (f5g_\S+)").group(1)
     assert (
@@ -118,8 +74,8 @@ def test_up_demo_serves_live_data_and_stops_cleanly_on_sigterm(demo: tuple[Proc,
 
 
 def test_up_demo_stops_on_sigint_and_keeps_data(tmp_path: Path, free_port: int) -> None:
-    args = [sys.executable, "-m", "factory5g", "up", "--demo", "--port", str(free_port)]
-    first = Proc(args, tmp_path)
+    args = ["up", "--demo", "--port", str(free_port)]
+    first = FactoryProcess(args, tmp_path)
     try:
         token = first.find(r"admin token: (f5g_\S+)").group(1)
         h = {"Authorization": f"Bearer {token}"}
@@ -133,7 +89,7 @@ def test_up_demo_stops_on_sigint_and_keeps_data(tmp_path: Path, free_port: int) 
         assert first.p.wait(10) == 0, first.output
     finally:
         first.stop()
-    second = Proc(args, tmp_path)
+    second = FactoryProcess(args, tmp_path)
     try:
         token = second.find(r"admin token: (f5g_\S+)").group(1)
         r = httpx.get(

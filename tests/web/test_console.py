@@ -7,12 +7,8 @@ but the platform's own (the plants are air-gapped). Chromium missing is a failur
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from ..helpers import wait_until_sync
+from ..helpers import FactoryProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -47,54 +43,12 @@ VALUE_CHANGED = """([path, before]) => {
 }"""
 
 
-class Server:
-    """`factory5g up --demo` in a subprocess, its output read on a thread."""
+class Server(FactoryProcess):
+    """`factory5g up --demo` in a subprocess."""
 
     def __init__(self, cwd: Path, port: int) -> None:
+        super().__init__(["up", "--demo", "--port", str(port)], cwd)
         self.port = port
-        # Wide enough that rich never wraps the console URL.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "240"}
-        self.p = subprocess.Popen(
-            [sys.executable, "-m", "factory5g", "up", "--demo", "--port", str(port)],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, name="console-server-out", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.p.stdout is not None
-        for line in self.p.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def find(self, pattern: str, timeout: float = 30) -> re.Match[str]:
-        found: list[re.Match[str]] = []
-
-        def seen() -> bool:
-            m = re.search(pattern, self.output)
-            if m:
-                found.append(m)
-            return bool(m) or self.p.poll() is not None
-
-        wait_until_sync(seen, timeout, f"{pattern!r} in the server output:\n{self.output}")
-        assert found, f"server exited ({self.p.returncode}) before {pattern!r}:\n{self.output}"
-        return found[0]
-
-    def stop(self) -> None:
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait(10)
-        self._reader.join(10)
-        assert self.p.stdout is not None
-        self.p.stdout.close()
 
 
 @dataclass

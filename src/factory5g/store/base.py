@@ -9,9 +9,18 @@ Semantics every implementation keeps (the tests of each backend check them):
 * ``query(signal, start, end)`` gives the raw samples with ``start <= ts < end`` in time order.
   With ``every`` it gives one row per non-empty bucket ``[k*every, (k+1)*every)`` (aligned to the
   Unix epoch, clipped to the range), computed over the samples that are not bad (quality >= 0x40):
-  ``ts`` is the bucket start; quality GOOD if all those samples were good, else UNCERTAIN.
-  ``count`` counts them; ``last`` is the value with the greatest timestamp in the bucket.
+  ``ts`` is the bucket start, or ``start`` for a first bucket that begins before it (every
+  returned ``ts`` lies in the range); quality GOOD if all those samples were good, else
+  UNCERTAIN. A bucket holding only bad samples is not returned. ``count`` counts the samples;
+  ``last`` is the value with the greatest timestamp in the bucket.
+* Samples that share a timestamp keep their write order: in raw queries, for ``last`` and for
+  ``latest`` the later write wins. NaN orders above +inf, as in SQL: ``max`` of a bucket holding
+  a NaN is NaN; ``min`` skips NaN unless every value is NaN.
 * ``apply_retention(before)`` removes every sample with ``ts < before`` and returns how many.
+* The event side channel of a Batch (strings, structures) is not stored yet: the adapters that
+  produce events (Sparkplug DataSets and Templates) bring their storage with them.
+* Signal ids are 0 … 2**24-1: ids index dense arrays (``latest``), and a stray huge id must not
+  allocate gigabytes.
 """
 
 from __future__ import annotations

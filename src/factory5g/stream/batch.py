@@ -122,7 +122,7 @@ class Batch:
         quality: ArrayLike | int = Quality.GOOD,
         events: Iterable[Event] = (),
     ) -> Batch:
-        """Build a Batch from anything array-like; a scalar quality applies to every sample."""
+        """Build a Batch from anything array-like; scalars (any column) apply to every sample."""
         # numpy says ValueError (lengths that do not broadcast) or OverflowError (a quality of
         # 300, an id beyond int32): callers catch BatchError, so say that.
         raw = np.asarray(signal)
@@ -131,13 +131,16 @@ class Batch:
         if raw.dtype.kind in "iuf" and raw.size and (raw.min() < -(2**31) or raw.max() >= 2**31):
             raise BatchError("signal ids must fit in int32")
         try:
-            sig = np.ascontiguousarray(raw, dtype=_I32)
-            if sig.ndim == 0:
-                sig = sig.reshape(1)
-            n = sig.shape[0]
-            t = np.ascontiguousarray(np.broadcast_to(np.asarray(ts, dtype=_I64), (n,)))
-            v = np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype=_F64), (n,)))
-            q = np.ascontiguousarray(np.broadcast_to(np.asarray(quality, dtype=_U8), (n,)))
+            cols = (
+                np.asarray(raw, dtype=_I32),
+                np.asarray(ts, dtype=_I64),
+                np.asarray(value, dtype=_F64),
+                np.asarray(quality, dtype=_U8),
+            )
+            shape = np.broadcast_shapes(*(c.shape for c in cols)) or (1,)
+            if len(shape) != 1:
+                raise BatchError(f"columns must be one-dimensional, got shape {shape}")
+            sig, t, v, q = (np.ascontiguousarray(np.broadcast_to(c, shape)) for c in cols)
         except (ValueError, OverflowError) as exc:
             raise BatchError(f"columns do not fit together: {exc}") from exc
         return cls(sig, t, v, q, tuple(events))
