@@ -71,3 +71,14 @@ async def test_failing_store_write_is_retried_not_dropped(steel_site: Path) -> N
         assert rt.write_errors == 2
         assert "disk full" in (rt.last_write_error or "")
     assert (await store.latest([1])).value.tolist() == [7.0]
+
+
+async def test_live_and_historical_batches_are_written_apart(steel_site: Path) -> None:
+    site = load_site(_without_sim(steel_site))
+    store = MemoryStore()
+    async with Runtime(site, store=store) as rt:
+        await rt.bus.publish(Batch.of([1], [10], [1.0]))
+        await rt.bus.publish(Batch.of([1], [50], [5.0], historical=True))
+        await rt.bus.publish(Batch.of([1], [20], [2.0]))
+    assert (await store.latest([1])).value.tolist() == [2.0]
+    assert (await store.query(1, 0, 100)).value.tolist() == [1.0, 2.0, 5.0]

@@ -138,35 +138,46 @@ class Runtime:
     # -- loops ------------------------------------------------------------------------------
 
     async def _write_loop(self, sub: MemorySubscription) -> None:
-        """Bus → store, coalescing queued batches into one transaction; never drops a batch."""
-        backoff = 0.1
-        async for first in sub:
+        """Bus → store, coalescing queued batches into one transaction; never drops a batch.
+
+        Live and historical batches are never coalesced together (historical ones must not move
+        the latest values), so a change of kind starts a new transaction.
+        """
+        carry: Batch | None = None
+        while True:
+            first = carry if carry is not None else await anext(sub, None)
+            carry = None
+            if first is None:
+                return
             batches = [first]
             n = len(first)
             while n < _WRITE_COALESCE_SAMPLES and (more := sub.get_nowait()) is not None:
+                if more.historical != first.historical:
+                    carry = more
+                    break
                 batches.append(more)
                 n += len(more)
-            batch = Batch.concat(batches)
-            while True:
-                try:
-                    await self.store.write(batch)
-                except asyncio.CancelledError:
-                    raise
-                except (
-                    Exception
-                ) as exc:  # keep the batch and retry: the bus backpressures meanwhile
-                    self.write_errors += 1
-                    self.last_write_error = f"{type(exc).__name__}: {exc}"
-                    self.write_failing = True
-                    log.exception("store write failed; retrying in %.1f s", backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 10.0)
-                else:
-                    backoff = 0.1
-                    self.write_failing = False
-                    break
+            await self._write_with_retry(Batch.concat(batches))
             self.written_batches += len(batches)
             self.written_samples += n
+
+    async def _write_with_retry(self, batch: Batch) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self.store.write(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep the batch and retry: the bus backpressures meanwhile
+                self.write_errors += 1
+                self.last_write_error = f"{type(exc).__name__}: {exc}"
+                self.write_failing = True
+                log.exception("store write failed; retrying in %.1f s", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+            else:
+                self.write_failing = False
+                return
 
     async def _retention_loop(self) -> None:
         days = self.site.file.store.retention_days

@@ -357,3 +357,12 @@ def test_package_exports_everything_it_documents() -> None:
     assert all(hasattr(factory5g.store, name) for name in exported)
     assert isinstance(factory5g.store.open_store(Path("x")), EmbeddedStore)
     assert isinstance(MemoryStore(), Store)
+
+
+async def test_historical_samples_are_stored_but_do_not_move_latest(store: AnyStore) -> None:
+    await store.write(Batch.of([1, 2], [100, 100], [1.0, 2.0]))
+    await store.write(Batch.of([1], [500], [9.0], historical=True))
+    latest = await store.latest([1, 2])
+    assert latest.value.tolist() == [1.0, 2.0]
+    raw = await store.query(1, 0, 1000)
+    assert raw.value.tolist() == [1.0, 9.0]

@@ -25,7 +25,7 @@ from factory5g.stream import (
     now_ns,
 )
 
-HEADER = struct.Struct("<4sBxxxIII")  # magic, version, samples, events, crc32
+HEADER = struct.Struct("<4sBBxxIII")  # magic, version, samples, events, crc32
 SAMPLE_BYTES = 4 + 8 + 8 + 1
 
 DTYPES = {"signal": np.int32, "ts": np.int64, "value": np.float64, "quality": np.uint8}
@@ -158,6 +158,7 @@ def test_quality_is_usable() -> None:
     assert usable == {
         "BAD": False,
         "BAD_NOT_CONNECTED": False,
+        "BAD_STALE": False,
         "BAD_COMM_FAILURE": False,
         "UNCERTAIN": True,
         "UNCERTAIN_LAST_USABLE": True,
@@ -346,8 +347,8 @@ def frame(
 ) -> bytes:
     """A frame with a correct checksum unless told otherwise (CRC over version, counts, body)."""
     if crc is None:
-        crc = zlib.crc32(body, zlib.crc32(struct.pack("<BII", version, n, n_events)))
-    return HEADER.pack(magic, version, n, n_events, crc) + body
+        crc = zlib.crc32(body, zlib.crc32(struct.pack("<BBII", version, 0, n, n_events)))
+    return HEADER.pack(magic, version, 0, n, n_events, crc) + body
 
 
 def body_of(b: Batch) -> bytes:
@@ -479,7 +480,7 @@ def test_a_changed_sample_count_in_the_header_is_caught() -> None:
     import struct
 
     frame = bytearray(Batch.of([1, 2], [10, 20], [1.0, 2.0]).to_bytes())
-    struct.pack_into("<I", frame, 8, 1)  # n: 2 -> 1
+    struct.pack_into("<I", frame, 8, 1)  # n: 2 -> 1 (after magic, version, flags, padding)
     with pytest.raises(BatchDecodeError, match="checksum"):
         Batch.from_bytes(bytes(frame))
 
@@ -488,3 +489,12 @@ def test_fractional_signal_ids_are_refused() -> None:
     with pytest.raises(BatchError, match="integers"):
         Batch.of([1.7], [0], [0.0])
     assert Batch.of([2.0], [0], [0.0]).signal.tolist() == [2]
+
+
+def test_historical_flag_round_trips_and_refuses_to_mix() -> None:
+    past = Batch.of([1], [5], [2.0], historical=True)
+    assert Batch.from_bytes(past.to_bytes()).historical is True
+    assert Batch.from_bytes(Batch.of([1], [5], [2.0]).to_bytes()).historical is False
+    assert Batch.concat([past, past]).historical is True
+    with pytest.raises(BatchError, match="historical"):
+        Batch.concat([past, Batch.of([1], [6], [3.0])])

@@ -417,6 +417,12 @@ def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[list[str | int]
                 f"{sig} is a string signal",
             )
 
+    equipment_ids = [str(e.get("id")) for _, e in equipment]
+    for i, m in _items(data, "sparkplug", "map"):
+        yield from _ref(
+            m.get("equipment"), equipment_ids, "equipment", ["sparkplug", "map", i, "equipment"]
+        )
+
     for i, w in _items(data, "control", "writable"):
         sig = w.get("signal")
         yield from _ref(sig, known_signals, "signal", ["control", "writable", i, "signal"])

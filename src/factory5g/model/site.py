@@ -341,6 +341,40 @@ class Control(_Strict):
     writable: tuple[Writable, ...] = ()
 
 
+# -- [sparkplug] ------------------------------------------------------------------------------
+
+
+class SparkplugMap(_Strict):
+    """Put every metric of an edge node (or of one of its devices) under an equipment."""
+
+    group: str = Field(min_length=1)
+    edge: str = Field(min_length=1)
+    device: str | None = None
+    equipment: str
+
+
+class SparkplugSettings(_Strict):
+    """The Sparkplug B host application: which broker, who we are, what we listen to."""
+
+    url: str | None = Field(
+        None,
+        pattern=r"^mqtts?://[^/:]+(:\d+)?/?$",
+        description="mqtt://host:1883 or mqtts://host:8883; none: the in-process demo broker",
+    )
+    username: str | None = None
+    password_env: str | None = Field(
+        None, description="name of the environment variable holding the broker password"
+    )
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    host_id: str = Field("factory5g", pattern=r"^[^/+#]+$")
+    groups: tuple[str, ...] = Field((), description="group ids to subscribe to; empty: all")
+    reorder_timeout_s: float = Field(2.0, ge=0, le=60)
+    max_payload_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    map: tuple[SparkplugMap, ...] = ()
+
+
 # -- the whole file ---------------------------------------------------------------------------
 
 
@@ -353,4 +387,5 @@ class SiteFile(_Strict):
     equipment: tuple[Equipment, ...] = ()
     alarm: tuple[AlarmRule, ...] = ()
     control: Control = Control()
+    sparkplug: SparkplugSettings | None = None
     apps: dict[str, dict[str, Any]] = Field(default_factory=dict)

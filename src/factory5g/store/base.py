@@ -17,6 +17,11 @@ Semantics every implementation keeps (the tests of each backend check them):
   ``latest`` the later write wins. NaN orders above +inf, as in SQL: ``max`` of a bucket holding
   a NaN is NaN; ``min`` skips NaN unless every value is NaN.
 * ``apply_retention(before)`` removes every sample with ``ts < before`` and returns how many.
+* A historical batch (``Batch.historical``: store-and-forward data, Sparkplug ``is_historical``)
+  is stored and queried like any other, but does not move ``latest``. The embedded store rebuilds
+  its latest values from all samples when it opens, so after a restart a historical sample newer
+  than every live one of its signal becomes the latest (rare; a persisted latest table will fix
+  it).
 * The event side channel of a Batch (strings, structures) is not stored yet: the adapters that
   produce events (Sparkplug DataSets and Templates) bring their storage with them.
 * Signal ids are 0 … 2**24-1: ids index dense arrays (``latest``), and a stray huge id must not

@@ -487,14 +487,15 @@ class EmbeddedStore:
             "quality": np.ascontiguousarray(batch.quality),
         }
         partials = _rollup_1s(batch)
-        last = batch.last_per_signal()
+        last = None if batch.historical else batch.last_per_signal()
         try:
             _commit_batch(con, columns, partials)
         except duckdb.Error as exc:
             self._rollback(con, exc)
             raise StoreError(f"writing {len(batch)} samples failed: {exc}") from exc
         self._samples += len(batch)
-        self._latest.update(last)
+        if last is not None:
+            self._latest.update(last)
         self._sync_new_wal()
 
     @staticmethod

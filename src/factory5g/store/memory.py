@@ -109,6 +109,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._parts: list[Batch] = []
+        self._live: list[Batch] = []  # the non-historical samples: they alone move ``latest``
         self._merged: Batch | None = None
         self._closed = False
 
@@ -150,13 +151,15 @@ class MemoryStore:
         # Keep the columns only; Batches are immutable by convention, so no copy is needed.
         self._parts.append(Batch(batch.signal, batch.ts, batch.value, batch.quality))
         self._merged = None
+        if not batch.historical:
+            self._live.append(Batch(batch.signal, batch.ts, batch.value, batch.quality))
 
     async def latest(self, signals: Sequence[int]) -> Batch:
         """Per asked signal (in the order asked), its sample with the greatest ts; signals
         without samples are left out."""
         self._check_open()
         wanted = np.asarray(signals, dtype=np.int64).reshape(-1)
-        data = self._samples()
+        data = Batch.concat(self._live)
         if len(wanted) == 0 or len(data) == 0:
             return Batch.empty()
         # last_per_signal sorts stably, so among equal timestamps the later write wins.
@@ -222,6 +225,8 @@ class MemoryStore:
         if removed:
             self._parts = [data.take(keep)]
             self._merged = None
+            live = Batch.concat(self._live)
+            self._live = [live.take(live.ts >= before)]
         return removed
 
     async def stats(self) -> StoreStats:

@@ -33,6 +33,7 @@ class Quality(IntEnum):
 
     BAD = 0x00
     BAD_NOT_CONNECTED = 0x08
+    BAD_STALE = 0x14  # "bad, last known value": the source went quiet (e.g. a sequence gap)
     BAD_COMM_FAILURE = 0x18
     UNCERTAIN = 0x40
     UNCERTAIN_LAST_USABLE = 0x44  # stale: the last value we had, no newer one arrived
@@ -69,14 +70,15 @@ _U8: Final = np.dtype(np.uint8)
 # version, the counts and the body), then the four columns back to back and the events as JSON
 # lines.
 _MAGIC: Final = b"F5GB"
-_HEADER: Final = struct.Struct("<4sBxxxIII")
+_HEADER: Final = struct.Struct("<4sBBxxIII")  # magic, version, flags, n, n_events, crc
+_HISTORICAL: Final = 0x01
 _VERSION: Final = 1
 _SAMPLE_BYTES: Final = 4 + 8 + 8 + 1
 
 
-def _counts_crc(version: int, n: int, n_events: int) -> int:
+def _counts_crc(version: int, flags: int, n: int, n_events: int) -> int:
     """CRC-32 of the header fields, the seed of the body's CRC: a changed count is caught too."""
-    return zlib.crc32(struct.pack("<BII", version, n, n_events))
+    return zlib.crc32(struct.pack("<BBII", version, flags, n, n_events))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -93,6 +95,9 @@ class Batch:
     value: NDArray[np.float64]
     quality: NDArray[np.uint8]
     events: tuple[Event, ...] = field(default=())
+    # Samples that arrive late by design (store-and-forward): stored, but they do not move the
+    # latest value of their signals nor show in live views (Sparkplug is_historical).
+    historical: bool = False
 
     def __post_init__(self) -> None:
         n = self.signal.shape[0] if self.signal.ndim == 1 else -1
@@ -121,6 +126,8 @@ class Batch:
         value: ArrayLike,
         quality: ArrayLike | int = Quality.GOOD,
         events: Iterable[Event] = (),
+        *,
+        historical: bool = False,
     ) -> Batch:
         """Build a Batch from anything array-like; scalars (any column) apply to every sample."""
         # numpy says ValueError (lengths that do not broadcast) or OverflowError (a quality of
@@ -143,7 +150,7 @@ class Batch:
             sig, t, v, q = (np.ascontiguousarray(np.broadcast_to(c, shape)) for c in cols)
         except (ValueError, OverflowError) as exc:
             raise BatchError(f"columns do not fit together: {exc}") from exc
-        return cls(sig, t, v, q, tuple(events))
+        return cls(sig, t, v, q, tuple(events), historical)
 
     @classmethod
     def empty(cls) -> Batch:
@@ -151,17 +158,22 @@ class Batch:
 
     @classmethod
     def concat(cls, batches: Sequence[Batch]) -> Batch:
-        """One Batch with the samples and events of ``batches`` in order."""
+        """One Batch with the samples and events of ``batches`` in order (all live, or all
+        historical: mixing them would lose which samples may move the latest values)."""
         if not batches:
             return cls.empty()
         if len(batches) == 1:
             return batches[0]
+        historical = batches[0].historical
+        if any(b.historical != historical for b in batches):
+            raise BatchError("cannot concatenate historical and live batches")
         return cls(
             np.concatenate([b.signal for b in batches]),
             np.concatenate([b.ts for b in batches]),
             np.concatenate([b.value for b in batches]),
             np.concatenate([b.quality for b in batches]),
             tuple(e for b in batches for e in b.events),
+            historical,
         )
 
     # -- inspection ---------------------------------------------------------------------------
@@ -174,7 +186,8 @@ class Batch:
         return len(self) * _SAMPLE_BYTES
 
     def __repr__(self) -> str:
-        return f"Batch(samples={len(self)}, events={len(self.events)})"
+        past = ", historical" if self.historical else ""
+        return f"Batch(samples={len(self)}, events={len(self.events)}{past})"
 
     def equals(self, other: Batch) -> bool:
         """Column-by-column equality (NaN equal to NaN), events included."""
@@ -184,12 +197,18 @@ class Batch:
             and np.array_equal(self.value, other.value, equal_nan=True)
             and np.array_equal(self.quality, other.quality)
             and self.events == other.events
+            and self.historical == other.historical
         )
 
     def take(self, index: NDArray[np.bool_] | NDArray[np.intp]) -> Batch:
         """The samples selected by a boolean mask or an index array (events kept whole)."""
         return Batch(
-            self.signal[index], self.ts[index], self.value[index], self.quality[index], self.events
+            self.signal[index],
+            self.ts[index],
+            self.value[index],
+            self.quality[index],
+            self.events,
+            self.historical,
         )
 
     def for_signals(self, signals: NDArray[np.int32] | Sequence[int]) -> Batch:
@@ -198,7 +217,14 @@ class Batch:
         mask = np.isin(self.signal, wanted)
         keep = set(wanted.tolist())
         events = tuple(e for e in self.events if e.signal in keep)
-        return Batch(self.signal[mask], self.ts[mask], self.value[mask], self.quality[mask], events)
+        return Batch(
+            self.signal[mask],
+            self.ts[mask],
+            self.value[mask],
+            self.quality[mask],
+            events,
+            self.historical,
+        )
 
     def last_per_signal(self) -> Batch:
         """Per signal, its sample with the greatest timestamp (the later row wins ties)."""
@@ -229,8 +255,9 @@ class Batch:
                 ev,
             )
         )
-        crc = zlib.crc32(body, _counts_crc(_VERSION, len(self), len(self.events)))
-        header = _HEADER.pack(_MAGIC, _VERSION, len(self), len(self.events), crc)
+        flags = _HISTORICAL if self.historical else 0
+        crc = zlib.crc32(body, _counts_crc(_VERSION, flags, len(self), len(self.events)))
+        header = _HEADER.pack(_MAGIC, _VERSION, flags, len(self), len(self.events), crc)
         return header + body
 
     @classmethod
@@ -239,7 +266,7 @@ class Batch:
         buf = memoryview(data)
         if len(buf) < _HEADER.size:
             raise BatchDecodeError(f"frame of {len(buf)} bytes is shorter than the header")
-        magic, version, n, n_events, crc = _HEADER.unpack_from(buf)
+        magic, version, flags, n, n_events, crc = _HEADER.unpack_from(buf)
         if magic != _MAGIC:
             raise BatchDecodeError(f"bad magic {bytes(magic)!r}")
         if version != _VERSION:
@@ -247,7 +274,7 @@ class Batch:
         body = buf[_HEADER.size :]
         if len(body) < n * _SAMPLE_BYTES:
             raise BatchDecodeError(f"frame announces {n} samples but holds {len(body)} bytes")
-        if zlib.crc32(body, _counts_crc(version, n, n_events)) != crc:
+        if zlib.crc32(body, _counts_crc(version, flags, n, n_events)) != crc:
             raise BatchDecodeError("checksum mismatch")
         o = 0
         sig = np.frombuffer(body, "<i4", n, o).astype(_I32)
@@ -268,7 +295,9 @@ class Batch:
                 events.append(_decode_event(line))
         elif rest:
             raise BatchDecodeError(f"{len(rest)} trailing bytes")
-        return cls(sig, ts, val, q, tuple(events))
+        if flags & ~_HISTORICAL:
+            raise BatchDecodeError(f"unknown flags {flags:#04x}")
+        return cls(sig, ts, val, q, tuple(events), bool(flags & _HISTORICAL))
 
 
 def _decode_event(line: bytes) -> Event:

@@ -126,10 +126,12 @@ async def live(ws: WebSocket) -> None:
         loop = asyncio.get_running_loop()
         period = 1.0 / max_rate
         async for first in sub:
-            pending = [first]
+            # Historical (store-and-forward) samples are not live values.
+            pending = [first] if not first.historical else []
             while (more := sub.get_nowait()) is not None:
-                pending.append(more)
-            if wanted:
+                if not more.historical:
+                    pending.append(more)
+            if wanted and pending:
                 batch = Batch.concat(pending)
                 ids = np.fromiter(wanted, dtype=np.int32, count=len(wanted))
                 mine = batch.take(np.isin(batch.signal, ids))
