@@ -431,10 +431,10 @@ def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[list[str | int]
         locks = w.get("interlocks", [])
         if isinstance(locks, list):
             for k, expr in enumerate(locks):
-                m = INTERLOCK_RE.match(expr) if isinstance(expr, str) else None
-                if m:
+                match = INTERLOCK_RE.match(expr) if isinstance(expr, str) else None
+                if match:
                     yield from _ref(
-                        m.group("signal"),
+                        match.group("signal"),
                         known_signals,
                         "signal",
                         ["control", "writable", i, "interlocks", k],
