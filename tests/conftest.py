@@ -60,3 +60,13 @@ def steel_site(tmp_path: Path) -> Path:
     p = tmp_path / "site.toml"
     p.write_text(template_text("steel"), encoding="utf-8")
     return p
+
+
+@pytest.fixture
+def steel_sim_site(tmp_path: Path) -> Path:
+    """The steel template with every signal simulated straight onto the bus (no Sparkplug)."""
+    from tests.helpers import steel_sim_text
+
+    p = tmp_path / "site.toml"
+    p.write_text(steel_sim_text(), encoding="utf-8")
+    return p

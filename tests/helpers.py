@@ -79,3 +79,24 @@ class FactoryProcess:
         self._reader.join(10)
         if self.p.stdout is not None:
             self.p.stdout.close()
+
+
+def steel_sim_text() -> str:
+    """The steel template with every signal simulated straight onto the bus (``kind = "sim"``)
+    instead of through its Sparkplug edge node: for tests of the model and the simulator."""
+    from factory5g.model import template_text
+
+    out: list[str] = []
+    for line in template_text("steel").splitlines():
+        stripped = line.strip()
+        if stripped.startswith('binding = { kind = "sparkplug"'):
+            continue
+        m = re.match(r'^(\s*)sim = \{ model = "(\w+)", output = "(\w+)" \}$', line)
+        if m:
+            indent, model, output = m.groups()
+            line = f'{indent}binding = {{ kind = "sim", model = "{model}", output = "{output}" }}'
+        out.append(line)
+    text = "\n".join(out) + "\n"
+    start = text.index("[sparkplug]")
+    end = text.index("# ----", start)
+    return text[:start] + text[end:]

@@ -16,6 +16,7 @@ from .helpers import wait_until
 
 
 async def test_runtime_with_simulator_stores_data_and_leaves_no_task(steel_site: Path) -> None:
+    """The demo path: simulator → Sparkplug edge nodes → in-process broker → host → store."""
     site = load_site(steel_site)
     before = asyncio.all_tasks()
     async with Runtime(site, sim_rate_hz=50) as rt:

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from factory5g import __version__
@@ -38,9 +39,12 @@ SiteOption = Annotated[
 
 def _print_problems(problems: tuple[Problem, ...] | list[Problem]) -> None:
     for p in problems:
-        where = f"{p.file}:{p.line}" if p.line else p.file
-        err.print(f"[bold red]error[/] [cyan]{where}[/] [yellow]{p.path}[/] {p.message}", end="")
-        err.print(f"\n      [dim]hint:[/] {p.hint}" if p.hint else "")
+        where = escape(f"{p.file}:{p.line}" if p.line else p.file)
+        err.print(
+            f"[bold red]error[/] [cyan]{where}[/] [yellow]{escape(p.path)}[/] {escape(p.message)}",
+            end="",
+        )
+        err.print(f"\n      [dim]hint:[/] {escape(p.hint)}" if p.hint else "")
     err.print(f"[red]{len(problems)} problem{'s' if len(problems) != 1 else ''} found[/]")
 
 
@@ -180,11 +184,20 @@ async def _serve(app_: object, host: str, port: int, log_level: str) -> int:
     server = _Server(config)
     loop = asyncio.get_running_loop()
 
+    first_signal_at: list[float] = []
+
     def stop(sig: signal.Signals) -> None:
-        if server.should_exit:
+        # The same Ctrl-C often reaches us twice (terminal process group, `timeout`, make): only
+        # a signal a second or more after the first forces the exit.
+        now = loop.time()
+        if first_signal_at and now - first_signal_at[0] >= 1.0:
             server.force_exit = True
+            logging.getLogger(__name__).warning("%s again: forcing the exit", sig.name)
+            return
+        if not first_signal_at:
+            first_signal_at.append(now)
+            logging.getLogger(__name__).info("%s received: stopping", sig.name)
         server.should_exit = True
-        logging.getLogger(__name__).info("%s received: stopping", sig.name)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, sig)

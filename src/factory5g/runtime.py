@@ -11,14 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
+from factory5g.connect import Adapter
+from factory5g.connect.mqtt import MqttBroker
+from factory5g.connect.sparkplug import SparkplugHost
 from factory5g.model import Site
-from factory5g.sim import Simulator
+from factory5g.model.site import SparkplugSettings
+from factory5g.sim import Plant, SimPeer, Simulator
+from factory5g.sim.sparkplug import SparkplugPeers
 from factory5g.store import EmbeddedStore, Store
 from factory5g.stream import Batch, MemoryBus, MemorySubscription, SlowConsumerPolicy, now_ns
 
@@ -61,8 +68,12 @@ class Runtime:
         self.bus = MemoryBus()
         self.store: Store
         self.sim: Simulator | None = None
+        self.broker: MqttBroker | None = None
+        self.sparkplug: SparkplugHost | None = None
+        self.adapters: dict[str, Adapter] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._stack = contextlib.AsyncExitStack()
+        self._stack = contextlib.AsyncExitStack()  # the store: closed last
+        self._io = contextlib.AsyncExitStack()  # brokers, adapters, protocol peers
         self._writer: asyncio.Task[None] | None = None
         self._store_sub: MemorySubscription | None = None
         self.started_at = 0.0
@@ -101,17 +112,68 @@ class Runtime:
             "store", maxsize=self.site.file.bus.queue_batches, policy=SlowConsumerPolicy.BLOCK
         )
         self._writer = self._spawn(self._write_loop(self._store_sub), "store-writer")
-        if any(s.binding == "sim" for s in self.site.signals):
-            self.sim = Simulator(self.site, self.bus, rate_hz=self.sim_rate_hz, seed=self.sim_seed)
+        mqtt = await self._start_sparkplug()
+        plant = Plant(self.site, seed=self.sim_seed)
+        if plant.signals:
+            peers: list[SimPeer] = []
+            if mqtt is not None:
+                sp_peers = SparkplugPeers(
+                    self.site,
+                    plant,
+                    host=mqtt[0],
+                    port=mqtt[1],
+                    primary_host=(self.site.file.sparkplug or SparkplugSettings()).host_id,
+                )
+                if sp_peers.nodes:
+                    peers.append(await self._io.enter_async_context(sp_peers))
+            self.sim = Simulator(
+                self.site, self.bus, rate_hz=self.sim_rate_hz, plant=plant, peers=peers
+            )
             await self.sim.__aenter__()
         self._spawn(self._retention_loop(), "retention")
         log.info("runtime started: %s", self.site.summary())
 
+    async def _start_sparkplug(self) -> tuple[str, int] | None:
+        """Start the Sparkplug host (and the demo broker when no URL is set); (host, port)."""
+        settings = self.site.file.sparkplug
+        if settings is None and not any(s.binding == "sparkplug" for s in self.site.signals):
+            return None
+        settings = settings or SparkplugSettings()
+        tls: ssl.SSLContext | None = None
+        if settings.url is None:
+            self.broker = await self._io.enter_async_context(MqttBroker(host="127.0.0.1", port=0))
+            host, port = "127.0.0.1", self.broker.port
+            log.info("in-process MQTT broker (demo) on %s:%d", host, port)
+        else:
+            url = urlsplit(settings.url)
+            host = url.hostname or "127.0.0.1"
+            port = url.port or (8883 if url.scheme == "mqtts" else 1883)
+            if url.scheme == "mqtts":
+                tls = ssl.create_default_context(cafile=self._path(settings.ca_file))
+                if settings.cert_file:
+                    tls.load_cert_chain(
+                        self._path(settings.cert_file) or "", self._path(settings.key_file)
+                    )
+        self.sparkplug = await self._io.enter_async_context(
+            SparkplugHost(
+                self.site, self.bus, settings, broker_host=host, broker_port=port, tls=tls
+            )
+        )
+        self.adapters["sparkplug"] = self.sparkplug
+        return host, port
+
+    def _path(self, name: str | None) -> str | None:
+        if name is None:
+            return None
+        p = Path(name)
+        return str(p if p.is_absolute() else self.site.base_dir / p)
+
     async def _stop(self) -> None:
-        # 1. producers stop
+        # 1. producers stop: the simulator, its protocol peers, the adapters, the brokers
         if self.sim is not None:
             await self.sim.__aexit__(None, None, None)
             self.sim = None
+        await self._io.aclose()
         # 2. housekeeping tasks stop; the writer drains the bus after it closes
         for task in list(self._tasks):
             if task is not self._writer:

@@ -45,8 +45,8 @@ def test_check_bad_site_reports_every_problem(steel_site: Path) -> None:
     text = text.replace('slice = "embb-video"', 'slice = "embb-vdeo"', 1)
     text = text.replace('unit = "MN"', 'unit = "Mn"', 1)
     text = text.replace(
-        '{ kind = "sim", model = "conveyor", output = "load" }',
-        '{ kind = "opc", model = "conveyor", output = "load" }',
+        '{ kind = "sparkplug", group = "hot-mill", edge = "ue-table-plc", device = "roller_table", metric = "load" }',
+        '{ kind = "opc", group = "hot-mill", edge = "ue-table-plc", device = "roller_table", metric = "load" }',
     )
     steel_site.write_text(text, encoding="utf-8")
     r = runner.invoke(app, ["check", str(steel_site)])

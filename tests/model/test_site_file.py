@@ -24,8 +24,11 @@ from factory5g.model import (
     write_template,
 )
 from factory5g.model.site import DataType
+from tests.helpers import steel_sim_text
 
-STEEL = template_text("steel")
+TEMPLATE = template_text("steel")
+# Edits below aim at kind = "sim" bindings: the template with its signals simulated directly.
+STEEL = steel_sim_text()
 
 
 def edit(text: str, old: str, new: str, occurrence: int = 1) -> tuple[str, int]:
@@ -85,7 +88,7 @@ def test_steel_signal_ids_are_dense_and_in_file_order(steel_site: Path) -> None:
         DataType.FLOAT,
         600.0,
         1200.0,
-        "sim",
+        "sparkplug",
     )
     assert site.signals.get("guard.door_closed").type is DataType.BOOL
     assert [s.name for s in site.signals.for_equipment("compressed_air")] == ["pressure", "flow"]
@@ -94,13 +97,13 @@ def test_steel_signal_ids_are_dense_and_in_file_order(steel_site: Path) -> None:
 def test_write_template_refuses_to_overwrite(tmp_path: Path) -> None:
     target = write_template("steel", tmp_path / "plant")
     assert target == tmp_path / "plant" / "site.toml"
-    assert target.read_text("utf-8") == STEEL
+    assert target.read_text("utf-8") == TEMPLATE
     target.write_text("# mine\n", encoding="utf-8")
     with pytest.raises(FileExistsError):
         write_template("steel", tmp_path / "plant")
     assert target.read_text("utf-8") == "# mine\n"
     write_template("steel", tmp_path / "plant", overwrite=True)
-    assert target.read_text("utf-8") == STEEL
+    assert target.read_text("utf-8") == TEMPLATE
 
 
 def test_load_text_without_path_uses_cwd() -> None:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from factory5g.model import Site, template_text
+from factory5g.model import Site
 from factory5g.sim import Bar, Plant
+from tests.helpers import steel_sim_text
 
 RUN_HOURS = 3.0
 RUN_DT_S = 0.5
@@ -32,7 +33,7 @@ class Run:
 
 def steel_site_text(extra_f1_signals: str = "") -> str:
     """The steel template, optionally with more signals appended to stand F1."""
-    text = template_text("steel")
+    text = steel_sim_text()
     if extra_f1_signals:
         marker = '[[equipment]]\nid = "f2"'
         assert marker in text

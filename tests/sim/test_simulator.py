@@ -43,8 +43,8 @@ def test_pacer_tolerates_an_early_wakeup() -> None:
 # -- the running simulator -----------------------------------------------------------------------
 
 
-async def test_publishes_batches_of_every_sim_signal(steel_site: Path) -> None:
-    site = load_site(steel_site)
+async def test_publishes_batches_of_every_sim_signal(steel_sim_site: Path) -> None:
+    site = load_site(steel_sim_site)
     sim_ids = sorted(s.id for s in site.signals if s.binding == "sim")
     async with MemoryBus() as bus:
         sub = bus.subscribe("test")
@@ -74,8 +74,8 @@ async def test_publishes_batches_of_every_sim_signal(steel_site: Path) -> None:
     assert sim.published_batches >= 10
 
 
-async def test_stops_cleanly_while_a_slow_consumer_blocks_it(steel_site: Path) -> None:
-    site = load_site(steel_site)
+async def test_stops_cleanly_while_a_slow_consumer_blocks_it(steel_sim_site: Path) -> None:
+    site = load_site(steel_sim_site)
     async with MemoryBus() as bus:
         sub = bus.subscribe("slow", maxsize=1, policy=SlowConsumerPolicy.BLOCK)
         async with Simulator(site, bus, rate_hz=100.0) as sim:
@@ -88,8 +88,8 @@ async def test_stops_cleanly_while_a_slow_consumer_blocks_it(steel_site: Path) -
     assert sim.published_batches == published  # nothing runs after the block
 
 
-async def test_ends_quietly_when_the_bus_closes(steel_site: Path) -> None:
-    site = load_site(steel_site)
+async def test_ends_quietly_when_the_bus_closes(steel_sim_site: Path) -> None:
+    site = load_site(steel_sim_site)
     bus = MemoryBus()
     sub = bus.subscribe("test")
     async with Simulator(site, bus, rate_hz=100.0) as sim:
@@ -100,10 +100,10 @@ async def test_ends_quietly_when_the_bus_closes(steel_site: Path) -> None:
         assert not sim.running
 
 
-async def test_a_closed_bus_fails_the_start_and_leaves_nothing(steel_site: Path) -> None:
+async def test_a_closed_bus_fails_the_start_and_leaves_nothing(steel_sim_site: Path) -> None:
     bus = MemoryBus()
     bus.close()
-    sim = Simulator(load_site(steel_site), bus)
+    sim = Simulator(load_site(steel_sim_site), bus)
     with pytest.raises(BusClosedError):
         async with sim:
             pytest.fail("the block must not run")
@@ -111,18 +111,18 @@ async def test_a_closed_bus_fails_the_start_and_leaves_nothing(steel_site: Path)
     await sim.stop()  # harmless
 
 
-async def test_cannot_start_twice(steel_site: Path) -> None:
-    async with MemoryBus() as bus, Simulator(load_site(steel_site), bus) as sim:
+async def test_cannot_start_twice(steel_sim_site: Path) -> None:
+    async with MemoryBus() as bus, Simulator(load_site(steel_sim_site), bus) as sim:
         with pytest.raises(RuntimeError, match="already started"):
             await sim.start()
         assert sim.running
 
 
 @pytest.mark.parametrize("rate_hz", [0.0, -1.0, math.nan, math.inf])
-async def test_rejects_a_bad_rate(steel_site: Path, rate_hz: float) -> None:
+async def test_rejects_a_bad_rate(steel_sim_site: Path, rate_hz: float) -> None:
     async with MemoryBus() as bus:
         with pytest.raises(ValueError, match="rate_hz"):
-            Simulator(load_site(steel_site), bus, rate_hz=rate_hz)
+            Simulator(load_site(steel_sim_site), bus, rate_hz=rate_hz)
 
 
 async def test_bad_bindings_fail_at_construction() -> None:

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from factory5g import __version__
 from factory5g.api import problems
 from factory5g.api.deps import require
-from factory5g.api.routes import health, live, signals, site, store, tokens
+from factory5g.api.routes import connect, health, live, signals, site, store, tokens
 from factory5g.api.settings import Settings
 from factory5g.api.tokens import TokenStore
 from factory5g.model import Role, load_site
@@ -52,6 +52,15 @@ def create_app(settings: Settings, *, on_ready: Callable[[Runtime], None] | None
         # Swagger UI and ReDoc load their assets from a CDN: not in an air-gapped plant.
         docs_url=None,
         redoc_url=None,
+        # No telemetry of any kind: the plant is air-gapped, and OTEL_* variables set for some
+        # other program on the machine must not make the API export anything.
+        telemetry={
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "auto_configure": False,
+        },
     )
     problems.install(app)
     app.include_router(health.router, prefix=API_PREFIX)
@@ -60,6 +69,7 @@ def create_app(settings: Settings, *, on_ready: Callable[[Runtime], None] | None
     app.include_router(site.router, prefix=API_PREFIX, dependencies=viewer)
     app.include_router(signals.router, prefix=API_PREFIX, dependencies=viewer)
     app.include_router(store.router, prefix=API_PREFIX, dependencies=viewer)
+    app.include_router(connect.router, prefix=API_PREFIX, dependencies=viewer)
     app.include_router(tokens.router, prefix=API_PREFIX)
     static = resources.files("factory5g.web").joinpath("static")
     app.mount("/", StaticFiles(directory=str(static), html=True), name="console")

@@ -236,6 +236,14 @@ Binding = Annotated[
 ]
 
 
+class SimSource(_Strict):
+    """The demo simulator drives this signal's equipment peer (a Sparkplug edge node, an OPC UA
+    or Modbus server) with a physics model output; the signal is then read through its binding."""
+
+    model: str = Field(min_length=1)
+    output: str = Field(min_length=1)
+
+
 class Signal(_Strict):
     name: str = Field(pattern=SIGNAL_NAME_RE)
     unit: str = ""
@@ -244,6 +252,7 @@ class Signal(_Strict):
     min: float | None = None
     max: float | None = None
     binding: Binding | None = None
+    sim: SimSource | None = None
 
     @model_validator(mode="after")
     def _range(self) -> Signal:

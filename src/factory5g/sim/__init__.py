@@ -6,7 +6,7 @@ and publishes one Batch per tick of every ``kind = "sim"`` signal of the site to
 
 from factory5g.sim.errors import BindingProblem, SimBindingError, SimError, SimWriteError
 from factory5g.sim.models import MODELS, Bar, Mill, Model, Output, PlantState
-from factory5g.sim.plant import Pacer, Plant, Simulator
+from factory5g.sim.plant import Pacer, Plant, SimPeer, Simulator
 
 __all__ = [
     "MODELS",
@@ -20,6 +20,7 @@ __all__ = [
     "PlantState",
     "SimBindingError",
     "SimError",
+    "SimPeer",
     "SimWriteError",
     "Simulator",
 ]

@@ -16,10 +16,10 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Protocol, Self
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,7 +30,7 @@ from factory5g.sim.errors import BindingProblem, SimBindingError, SimWriteError
 from factory5g.sim.models import MODELS, Conveyor, Mill, Model, PlantState, RollingStand
 from factory5g.stream import Batch, Bus, BusClosedError, Quality, now_ns
 
-__all__ = ["MAX_SUBSTEP_S", "Feed", "Pacer", "Plant", "Simulator"]
+__all__ = ["MAX_SUBSTEP_S", "Feed", "Pacer", "Plant", "SimPeer", "Simulator"]
 
 _log = logging.getLogger(__name__)
 
@@ -196,7 +196,10 @@ def _sim_bindings(site: Site) -> tuple[list[tuple[SignalInfo, SimBinding]], list
         for s in eq.signal:
             b = s.binding
             if not isinstance(b, SimBinding):
-                continue
+                if s.sim is None:
+                    continue
+                # A protocol-bound signal whose peer the simulator drives: same physics.
+                b = SimBinding(kind="sim", model=s.sim.model, output=s.sim.output)
             info = site.signals.get(f"{eq.id}.{s.name}")
             message = next(_binding_problems(b, s.type), None)
             if message is None:
@@ -244,6 +247,14 @@ class Pacer:
         return late + 1
 
 
+class SimPeer(Protocol):
+    """Equipment peer the simulator drives (a Sparkplug edge node, an OPC UA server...)."""
+
+    async def update(self, batch: Batch, ts_ns: int) -> None:
+        """Take the plant's values of this tick (every simulated signal, by id)."""
+        ...
+
+
 class Simulator:
     """Runs a :class:`Plant` in real time: one Batch of every sim-bound signal per tick.
 
@@ -253,10 +264,23 @@ class Simulator:
     A bus that closes under it ends the task quietly (the runtime stops in that order too).
     """
 
-    def __init__(self, site: Site, bus: Bus, *, rate_hz: float = 10.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        site: Site,
+        bus: Bus,
+        *,
+        rate_hz: float = 10.0,
+        seed: int = 0,
+        plant: Plant | None = None,
+        peers: Sequence[SimPeer] = (),
+    ) -> None:
         if not (math.isfinite(rate_hz) and rate_hz > 0.0):
             raise ValueError(f"rate_hz must be a finite number > 0, got {rate_hz}")
-        self.plant = Plant(site, seed=seed)
+        self.plant = plant if plant is not None else Plant(site, seed=seed)
+        # Signals bound with kind = "sim" go straight to the bus; the others (a protocol binding
+        # plus a ``sim`` source) reach the platform through their protocol peers.
+        self._direct = np.array([s.binding == "sim" for s in self.plant.signals], dtype=np.bool_)
+        self._peers = tuple(peers)
         self.rate_hz = rate_hz
         self.published_batches = 0
         self.skipped_ticks = 0
@@ -306,8 +330,13 @@ class Simulator:
             await asyncio.wait({task})
 
     async def _publish(self) -> None:
-        await self._bus.publish(self.plant.batch(now_ns()))
-        self.published_batches += 1
+        ts = now_ns()
+        batch = self.plant.batch(ts)
+        if self._direct.any():
+            await self._bus.publish(batch if self._direct.all() else batch.take(self._direct))
+            self.published_batches += 1
+        for peer in self._peers:
+            await peer.update(batch, ts)
 
     async def _run(self) -> None:
         pacer = Pacer(1.0 / self.rate_hz, time.monotonic())
