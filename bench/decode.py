@@ -65,7 +65,8 @@ def main() -> None:
     numba_s = best(lambda: fastdecode.decode_messages(payloads), 7)
     join_s = best(lambda: fastdecode.join_payloads(payloads), 7)
     cols = fastdecode.decode_messages(payloads)
-    assert len(cols) == total and not cols.status.any()
+    assert len(cols) == total
+    assert not cols.status.any()
 
     subset = payloads[:500]
     pure_s = best(lambda: fastdecode.decode_messages(subset, jit=False), 3)

@@ -12,7 +12,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO
@@ -34,7 +34,7 @@ class Mosquitto:
 
     host = "127.0.0.1"
 
-    def __init__(self, directory: Path, port: int) -> None:
+    def __init__(self, directory: Path, port: int, extra: Sequence[str] = ()) -> None:
         self.directory = directory
         self.port = port
         self.conf = directory / "mosquitto.conf"
@@ -50,6 +50,7 @@ class Mosquitto:
             # Tests queue thousands of QoS 1 messages for an offline or slow session.
             "max_queued_messages 100000",
             "log_type all",
+            *extra,  # more settings for this listener, e.g. certfile/keyfile for TLS
         ]
         if os.geteuid() == 0:
             # Run as root, mosquitto would switch to the 'mosquitto' user, which cannot write
@@ -127,9 +128,11 @@ def require_mosquitto() -> None:
 
 
 @asynccontextmanager
-async def running_mosquitto(directory: Path, port: int) -> AsyncIterator[Mosquitto]:
+async def running_mosquitto(
+    directory: Path, port: int, extra: Sequence[str] = ()
+) -> AsyncIterator[Mosquitto]:
     require_mosquitto()
-    broker = Mosquitto(directory, port)
+    broker = Mosquitto(directory, port, extra)
     await broker.start()
     try:
         yield broker

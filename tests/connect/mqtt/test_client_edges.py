@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -27,6 +29,7 @@ from factory5g.connect.mqtt.packets import (
     Suback,
     Subscribe,
 )
+from tests.connect.conftest import running_mosquitto
 from tests.connect.mqtt.conftest import OurBroker, TcpProxy, collect, options
 from tests.helpers import wait_until
 
@@ -289,3 +292,24 @@ async def test_an_empty_client_id_gets_one_from_the_broker(our_broker: OurBroker
         await anonymous.subscribe([("x", 0)])
         await pub.publish("x", b"hi", qos=1)
         assert await collect(anonymous, 1) == [Message("x", b"hi")]
+
+
+TLS = Path(__file__).parent / "tls"  # a self-signed test certificate for 127.0.0.1/localhost,
+# valid 2000-2100 (made with `openssl ca -selfsign`); never use it for anything else
+
+
+async def test_tls_to_mosquitto(tmp_path: Path, free_port: int) -> None:
+    cert, key = TLS / "cert.pem", TLS / "key.pem"
+    tls_listener = [f"certfile {cert}", f"keyfile {key}"]
+    async with running_mosquitto(tmp_path / "mosquitto", free_port, tls_listener) as m:
+        trusted = ssl.create_default_context(cafile=str(cert))
+        async with MqttClient(options(m, "tls", tls=trusted)) as client:
+            await client.subscribe([("t", 1)])
+            await client.publish("t", b"secret", qos=1)
+            assert await collect(client, 1) == [Message("t", b"secret", 1)]
+        untrusted = options(m, "x", tls=ssl.create_default_context(), connect_timeout_s=0.5)
+        with pytest.raises(MqttConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await MqttClient(untrusted).__aenter__()
+        plain = options(m, "y", connect_timeout_s=0.5)  # TCP without TLS: no CONNACK comes
+        with pytest.raises(MqttConnectError):
+            await MqttClient(plain).__aenter__()

@@ -6,7 +6,8 @@ hot path for DATA messages is :mod:`factory5g.connect.sparkplug.fastdecode`, whi
 payloads into numpy columns at once and sends the rare complex metric back here
 (:func:`decode_metric`).
 
-Schema (proto2, package ``org.eclipse.tahu.protobuf``); comments cite fields as ``Message.number``::
+Schema (proto2, package ``org.eclipse.tahu.protobuf``, §6.4.1); comments cite fields as
+``Message.number`` and sections of the Sparkplug 3.0 specification as §::
 
     Payload        1 timestamp u64, 2 metrics Metric*, 3 seq u64, 4 uuid str, 5 body bytes, 6+ ext
     Metric         1 name, 2 alias u64, 3 timestamp u64, 4 datatype u32, 5 is_historical,
@@ -31,11 +32,11 @@ How values are represented:
 - An absent optional field is ``None``. The flags ``is_historical``, ``is_transient`` and
   ``is_null`` are plain booleans, written only when true; ``Template.is_definition`` is always
   written (tck-id-payloads-template-is-definition).
-- A value's Python type follows its datatype (§6.4.16): the integer types and DateTime (ms since
+- A value's Python type follows its datatype (§6.4.17): the integer types and DateTime (ms since
   the epoch, UTC) are ``int``, Float/Double ``float``, Boolean ``bool``, String/Text/UUID ``str``,
   Bytes/File ``bytes``, DataSet :class:`DataSet`, Template :class:`Template`.
 - The array datatypes (Int8Array=22 … DateTimeArray=34) travel in ``bytes_value`` as packed little
-  endian arrays (§6.4.16); this codec passes them through as ``bytes`` undecoded.
+  endian arrays (§6.4.17); this codec passes them through as ``bytes`` undecoded.
 - ``extension_value`` fields are kept as :class:`Extension` (their raw bytes) so they survive a
   decode/encode round trip; Payload extensions (fields 6+) and other unknown fields are skipped
   (forward compatible).
@@ -44,7 +45,7 @@ How values are represented:
   (Int8 -1 → 255, as Eclipse Tahu's Python code and pysparkplug do); the decoder keeps the low
   ``width`` bits and sign-extends them, so it reads that and the sign-extended form of Tahu's Java
   encoder (Int8 -1 → 0xFFFFFFFF) alike.
-- The encoder puts UInt32 in ``int_value`` as §6.4.16 says; the decoder accepts any integer field
+- The encoder puts UInt32 in ``int_value`` as §6.4.17 says; the decoder accepts any integer field
   for any integer datatype (Tahu's Java encoder sends UInt32 in ``long_value``).
 
 Decoding is strict about the wire and lenient about the schema: truncated varints, lengths past
@@ -157,7 +158,7 @@ class Extension:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MetaData:
-    """MetaData of a Bytes/File/multi-part metric (§6.4.5)."""
+    """MetaData of a Bytes/File/multi-part metric (§6.4.7)."""
 
     is_multi_part: bool | None = None  # MetaData.1
     content_type: str | None = None  # MetaData.2
@@ -171,7 +172,7 @@ class MetaData:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PropertyValue:
-    """One property (§6.4.7): a typed value; PropertySet (20) and PropertySetList (21) nest.
+    """One property (§6.4.9): a typed value; PropertySet (20) and PropertySetList (21) nest.
 
     ``value`` is a scalar for the basic types, a :class:`PropertySet` for type 20, a tuple of
     them for type 21, an :class:`Extension`, or ``None`` when absent.
@@ -184,7 +185,7 @@ class PropertyValue:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PropertySet:
-    """Custom properties of a metric (§6.4.6): keys and values, two arrays of equal length."""
+    """Custom properties of a metric (§6.4.8): keys and values, two arrays of equal length."""
 
     keys: tuple[str, ...] = ()  # PropertySet.1
     values: tuple[PropertyValue, ...] = ()  # PropertySet.2
@@ -200,7 +201,7 @@ class PropertySet:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DataSet:
-    """A table (§6.4.9): named, typed columns and rows of cells; a null cell is ``None``.
+    """A table (§6.4.11): named, typed columns and rows of cells; a null cell is ``None``.
 
     ``num_of_columns`` (DataSet.1) is not stored: the encoder writes ``len(columns)``.
     """
@@ -212,7 +213,7 @@ class DataSet:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Parameter:
-    """A Template parameter (§6.4.13): its default in a definition, its value in an instance."""
+    """A Template parameter (§6.4.15): its default in a definition, its value in an instance."""
 
     name: str | None = None  # Parameter.1
     type: int | None = None  # Parameter.2, a DataType
@@ -221,7 +222,7 @@ class Parameter:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Template:
-    """A Template (§6.4.12): a definition (``is_definition``, no ``template_ref``) or an instance
+    """A Template (§6.4.14): a definition (``is_definition``, no ``template_ref``) or an instance
     naming the definition's metric in ``template_ref``."""
 
     version: str | None = None  # Template.1
@@ -233,7 +234,7 @@ class Template:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Metric:
-    """A metric (§6.4.4). BIRTHs carry name, alias and datatype; DATA and CMD may carry only the
+    """A metric (§6.4.6). BIRTHs carry name, alias and datatype; DATA and CMD may carry only the
     alias (tck-id-payloads-alias-data-cmd-requirement)."""
 
     name: str | None = None  # Metric.1
@@ -294,7 +295,7 @@ class Metric:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Payload:
-    """A Sparkplug B payload (§6.4.3): ``seq`` is 0..255 in every message but NDEATH."""
+    """A Sparkplug B payload (§6.4.5): ``seq`` is 0..255 in every message but NDEATH."""
 
     timestamp: int | None = None  # Payload.1, ms since the epoch (UTC), when published
     metrics: tuple[Metric, ...] = ()  # Payload.2
@@ -323,7 +324,7 @@ _DOUBLE: Final = 3  # double (fixed64)
 _BOOL: Final = 4  # bool (varint)
 _STRING: Final = 5  # string
 
-# The field each datatype travels in (§6.4.16 "Google Protocol Buffer Type").
+# The field each datatype travels in (§6.4.17 "Google Protocol Buffer Type").
 _KIND_OF: Final[dict[int, int]] = {
     DataType.Int8: _INT,
     DataType.Int16: _INT,
@@ -915,7 +916,7 @@ def _put_metric_value(out: bytearray, datatype: int | None, value: object, depth
     if isinstance(value, Extension):  # Metric.19: replaces the value whatever the datatype
         _put_bytes(out, 19, bytes(value.raw))
         return
-    # The datatype decides the field (§6.4.16); without a known one, the value's Python type does.
+    # The datatype decides the field (§6.4.17); without a known one, the value's Python type does.
     if datatype in _KIND_OF:
         shape = "scalar"
     elif datatype in _BYTES_TYPES:

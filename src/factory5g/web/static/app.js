@@ -12,6 +12,8 @@ const HEALTH_EVERY_MS = 5_000;
 const STALE_AFTER_MS = 10_000;
 const SPARK_REDRAW_MS = 500; // 2 min over ~70 px is ~1.7 s a pixel: redrawing faster shows nothing
 const OFFLINE_AFTER_ATTEMPTS = 5;
+const SPARKPLUG_EVERY_MS = 3_000; // while the connectivity view is open
+const SPARKPLUG_IDLE_MS = 15_000; // otherwise: only the tree entry's count and state
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 // OPC DA quality byte, as on the wire (stream/batch.py Quality): only the top two bits decide.
@@ -38,6 +40,8 @@ const state = {
   timers: new Set(),
   rendering: false,
   detail: null,
+  spb: null, // {data, at, prev: Map edge → {messages, at}, ages: [[element, last_seen ms]]}
+  spbSeq: 0, // bumped by every Sparkplug poll: an older answer still in flight is dropped
 };
 
 // ------------------------------------------------------------------------------ formatting
@@ -166,7 +170,11 @@ async function api(path, params) {
     body = null;
   }
   if (r.status === 401) throw new AuthError(body?.detail ?? "the API token was refused");
-  if (!r.ok) throw new Error(body?.detail ?? `${r.status} ${r.statusText}`);
+  if (!r.ok) {
+    const e = new Error(body?.detail ?? `${r.status} ${r.statusText}`);
+    e.status = r.status;
+    throw e;
+  }
   return body;
 }
 
@@ -245,6 +253,7 @@ function stop() {
   fullTimeFormat = null;
   for (const id of ["site-name", "site-prefix", "site-clock", "samples"]) $(id).textContent = "—";
   for (const id of ["count-all", "scope-count"]) $(id).textContent = "";
+  resetSparkplug();
   $("health").dataset.status = "unknown";
   document.title = "factory5g console";
   document.body.dataset.session = "none";
@@ -293,6 +302,7 @@ async function start(token) {
   document.body.dataset.session = "open";
   connect(gen);
   pollHealth(gen);
+  pollSparkplug(gen);
   tick(gen);
 }
 
@@ -377,6 +387,7 @@ function buildTree(site) {
 }
 
 function scopeKey(s) {
+  if (s.kind === "connect") return "connect";
   return s.kind === "all" ? "all" : [s.kind, s.area, s.line ?? s.id ?? ""].join("\u001f");
 }
 
@@ -398,6 +409,18 @@ function select(scope) {
   const key = scopeKey(scope);
   for (const b of document.querySelectorAll("nav.tree [data-scope]"))
     b.setAttribute("data-selected", String(b.dataset.scope === key));
+  const connectivity = scope.kind === "connect";
+  $("connect").hidden = !connectivity;
+  $("cards").hidden = connectivity;
+  if (connectivity) {
+    closeDetail();
+    $("empty").hidden = true;
+    $("scope").textContent = "Connectivity › Sparkplug B";
+    state.visible.clear();
+    renderSparkplug();
+    pollSparkplug(state.generation); // now, and every few seconds while the view is open
+    return;
+  }
   const crumbs =
     scope.kind === "all"
       ? ["All equipment"]
@@ -1058,6 +1081,256 @@ function drawChart() {
   if (d.pointer) d.hover(d.pointer);
 }
 
+// ------------------------------------------------------------------------------ connectivity
+
+function resetSparkplug() {
+  state.spb = null;
+  state.spbSeq++;
+  $("connectivity").hidden = true;
+  $("connect").hidden = true;
+  $("cards").hidden = false;
+  const entry = $("tree-sparkplug");
+  entry.dataset.state = "unknown";
+  entry.title = "";
+  $("count-sparkplug").textContent = "";
+  $("spb-state").dataset.state = "unknown";
+  $("spb-state").querySelector(".label").textContent = "—";
+  $("spb-facts").replaceChildren();
+  $("spb-error").hidden = true;
+  for (const tb of [...$("spb-nodes").tBodies]) tb.remove();
+}
+
+/** The Sparkplug host's counters: every 3 s while the view is open, else now and then for the
+ *  tree entry. A 404 means the site runs no Sparkplug host: the entry and the view go away. */
+async function pollSparkplug(gen) {
+  if (gen !== state.generation) return;
+  const seq = ++state.spbSeq;
+  const next = () =>
+    later(
+      () => {
+        if (seq === state.spbSeq) pollSparkplug(gen);
+      },
+      state.scope.kind === "connect" ? SPARKPLUG_EVERY_MS : SPARKPLUG_IDLE_MS,
+    );
+  let data;
+  try {
+    data = await api("connect/sparkplug");
+  } catch (e) {
+    if (gen !== state.generation || seq !== state.spbSeq) return;
+    if (e instanceof AuthError) return signOut(e.message);
+    if (e.status === 404) {
+      resetSparkplug();
+      if (state.scope.kind === "connect") select({ kind: "all" });
+      return;
+    }
+    const err = $("spb-error");
+    const at = state.spb ? ` — the figures below are from ${state.clock.format(state.spb.at)}` : "";
+    err.textContent = `Cannot refresh the Sparkplug host's counters (${e.message})${at}`;
+    err.hidden = false;
+    $("connect").dataset.stale = "true";
+    $("tree-sparkplug").dataset.state = "unknown";
+    next();
+    return;
+  }
+  if (gen !== state.generation || seq !== state.spbSeq) return;
+  const now = Date.now();
+  const prev = state.spb?.prev ?? new Map();
+  state.spb = { data, at: now, prev: new Map(), ages: [] };
+  const track = (key, count) => {
+    // Messages a second since the previous answer at least 2 s older (a click on the tree
+    // entry fetches at once: a rate over a few ms would only be noise).
+    const p = prev.get(key);
+    let r = { count, at: now, rate: null };
+    if (p && now - p.at < 2_000) r = p;
+    else if (p && count >= p.count) r.rate = (count - p.count) / ((now - p.at) / 1_000);
+    state.spb.prev.set(key, r);
+  };
+  track("\u0000host", data.mqtt?.messages_in ?? 0);
+  for (const n of data.nodes) track(`${n.group}/${n.edge}`, n.messages);
+  $("spb-error").hidden = true;
+  $("connect").dataset.stale = "false";
+  renderSparkplug();
+  next();
+}
+
+function rateText(r) {
+  if (r === null || r === undefined) return "—";
+  return numberFormat(r < 10 ? 1 : 0).format(r);
+}
+
+function formatBytes(b) {
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  while (b >= 1_000 && i < units.length - 1) {
+    b /= 1_000;
+    i++;
+  }
+  return `${numberFormat(i === 0 ? 0 : 1).format(b)} ${units[i]}`;
+}
+
+function nodeAttention(n) {
+  if (!n.online) return "bad";
+  const devicesDown = n.devices.some((d) => !d.online);
+  return !n.mapped || n.gaps || n.rebirths || n.decode_errors || devicesDown ? "warn" : "none";
+}
+
+function renderSparkplug() {
+  const spb = state.spb;
+  if (!spb) return;
+  const { data } = spb;
+  const nodes = data.nodes;
+  const unmapped = nodes.filter((n) => !n.mapped);
+  const online = nodes.filter((n) => n.online).length;
+  const attention = nodes.map(nodeAttention);
+
+  // The tree entry: how many edge nodes, and whether anything wants a look.
+  const summary =
+    `${nodes.length} edge node${nodes.length === 1 ? "" : "s"} · ${online} online` +
+    (unmapped.length ? ` · ${unmapped.length} unmapped` : "");
+  $("connectivity").hidden = false;
+  $("count-sparkplug").textContent = `${nodes.length} edge node${nodes.length === 1 ? "" : "s"}`;
+  const entry = $("tree-sparkplug");
+  entry.dataset.state = !data.connected
+    ? "bad"
+    : attention.includes("bad")
+      ? "bad"
+      : attention.includes("warn")
+        ? "warn"
+        : "ok";
+  entry.title = `Sparkplug B host ${data.host_id} · ${data.connected ? "connected" : "disconnected"} · ${summary}`;
+  if (state.scope.kind !== "connect") return;
+
+  $("scope-count").textContent = summary;
+  const hostState = $("spb-state");
+  hostState.dataset.state = data.connected ? "connected" : "disconnected";
+  hostState.querySelector(".label").textContent = data.connected ? "connected" : "disconnected";
+  hostState.title = data.mqtt?.last_error ? `last error: ${data.mqtt.last_error}` : "";
+
+  const mqtt = data.mqtt ?? {};
+  const int = numberFormat(0);
+  const hostRate = spb.prev.get("\u0000host")?.rate;
+  const broker = data.demo_broker ? `${data.broker} (in-process demo broker)` : data.broker;
+  const facts = [
+    ["host id", data.host_id, { mono: true }],
+    ["broker", broker, { mono: true }],
+    ["STATE topic", data.state_topic, { mono: true }],
+    ["messages in", int.format(mqtt.messages_in ?? 0), { suffix: hostRate == null ? "" : ` · ${rateText(hostRate)}/s` }],
+    ["received", formatBytes(mqtt.bytes_in ?? 0)],
+    ["sessions lost", int.format(data.session_losses), { warn: data.session_losses > 0 }],
+    ["unknown topics", int.format(data.unknown_topics), { warn: data.unknown_topics > 0 }],
+    ["oversized", int.format(data.oversized), { warn: data.oversized > 0 }],
+  ];
+  const dl = $("spb-facts");
+  dl.replaceChildren();
+  for (const [k, v, o = {}] of facts) {
+    const dd = el("dd", { "data-fact": k, "data-warn": String(Boolean(o.warn)) }, el("span", { class: o.mono ? "mono" : "num", text: v }));
+    if (o.suffix) dd.append(el("span", { class: "muted", text: o.suffix }));
+    dl.append(el("div", {}, el("dt", { text: k }), dd));
+  }
+
+  const table = $("spb-nodes");
+  for (const tb of [...table.tBodies]) tb.remove();
+  spb.ages = [];
+  const byName = (a, b) => a.group.localeCompare(b.group) || a.edge.localeCompare(b.edge);
+  if (unmapped.length) {
+    const head = el(
+      "th",
+      { colSpan: 12, scope: "rowgroup" },
+      "Unmapped — map them in the site file (",
+      el("code", { text: "[[sparkplug.map]]" }),
+      ")",
+      el("span", { class: "muted", text: ` · ${unmapped.length}` }),
+    );
+    table.append(nodeGroup("unmapped", head, [...unmapped].sort(byName)));
+  }
+  const mapped = nodes.filter((n) => n.mapped).sort(byName);
+  if (mapped.length) {
+    const head = unmapped.length
+      ? el("th", { colSpan: 12, scope: "rowgroup", text: "Mapped to the site's equipment" })
+      : null;
+    table.append(nodeGroup("mapped", head, mapped));
+  }
+  table.hidden = nodes.length === 0;
+  $("spb-empty").hidden = nodes.length > 0;
+  renderSparkplugAges(Date.now());
+}
+
+function nodeGroup(name, head, nodes) {
+  const tbody = el("tbody", { "data-group": name });
+  if (head) tbody.append(el("tr", { class: "group" }, head));
+  for (const n of nodes) tbody.append(nodeRow(n));
+  return tbody;
+}
+
+function nodeRow(n) {
+  const key = `${n.group}/${n.edge}`;
+  const int = numberFormat(0);
+  const devicesOnline = n.devices.filter((d) => d.online).length;
+  const counter = (col, text, warn = false) =>
+    el("td", { class: "n", "data-col": col, "data-warn": String(warn) }, el("span", { text }));
+  const stateWord = n.online ? "online" : n.born ? "offline" : "no birth";
+  const facts = [
+    `bdSeq ${n.bd_seq ?? "—"}`,
+    `seq ${n.seq ?? "—"}`,
+    `${n.births} births`,
+    `${n.deaths} deaths${n.stale_deaths ? ` (+${n.stale_deaths} stale)` : ""}`,
+  ];
+  if (n.equipment) facts.unshift(`equipment ${n.equipment}`);
+  const devicesDown = devicesOnline < n.devices.length;
+  const devices = counter("devices", `${devicesOnline}/${n.devices.length}`, devicesDown);
+  devices.title = n.devices.length
+    ? n.devices.map((d) => `${d.device}: ${d.online ? "online" : "offline"}, ${d.signals} signals`).join("\n")
+    : "no devices";
+  const age = el("td", { class: "n age", "data-col": "last-seen" });
+  state.spb.ages.push([age, n.last_seen === null ? null : n.last_seen * 1_000]);
+  return el(
+    "tr",
+    {
+      "data-edge": key,
+      "data-online": String(n.online),
+      "data-mapped": String(n.mapped),
+      "data-attention": nodeAttention(n),
+      title: facts.join(" · "),
+    },
+    el("td", { class: "q", "aria-hidden": "true" }),
+    el(
+      "td",
+      { class: "edge", "data-col": "edge" },
+      el("span", { class: "group", text: n.group }),
+      el("span", { class: "sep", text: " / " }),
+      el("span", { class: "name", text: n.edge }),
+    ),
+    el(
+      "td",
+      { "data-col": "state" },
+      el(
+        "span",
+        { class: "link-state", "data-state": n.online ? "online" : "offline" },
+        el("i", { class: "dot", "aria-hidden": "true" }),
+        el("span", { class: "label", text: stateWord }),
+      ),
+    ),
+    devices,
+    counter("signals", int.format(n.signals)),
+    counter("messages", int.format(n.messages)),
+    el("td", { class: "n rate", "data-col": "rate", text: rateText(state.spb.prev.get(key)?.rate) }),
+    counter("metrics", int.format(n.metrics)),
+    counter("gaps", int.format(n.gaps), n.gaps > 0),
+    counter("rebirths", int.format(n.rebirths), n.rebirths > 0),
+    counter("decode-errors", int.format(n.decode_errors), n.decode_errors > 0),
+    age,
+  );
+}
+
+/** Every second, between two answers: a node that went quiet shows it at once. */
+function renderSparkplugAges(now) {
+  for (const [td, t] of state.spb?.ages ?? []) {
+    const ms = t === null ? null : Math.max(0, now - t);
+    td.textContent = ms === null ? "never" : `${formatAge(ms)} ago`;
+    td.classList.toggle("stale", ms === null || ms > STALE_AFTER_MS);
+  }
+}
+
 // ------------------------------------------------------------------------------ timers
 
 function tick(gen) {
@@ -1073,6 +1346,7 @@ function tick(gen) {
     renderDetailValue(now);
     drawChart();
   }
+  if (state.scope.kind === "connect") renderSparkplugAges(now);
   later(() => tick(gen), 1_000 - (Date.now() % 1_000) + 5);
 }
 
@@ -1114,6 +1388,7 @@ function boot() {
   });
   $("sign-out").addEventListener("click", () => signOut(null));
   $("tree-all").addEventListener("click", () => select({ kind: "all" }));
+  $("tree-sparkplug").addEventListener("click", () => select({ kind: "connect" }));
   $("detail-close").addEventListener("click", closeDetail);
   $("detail-chart").addEventListener("pointermove", (ev) => state.detail?.hover?.(ev));
   $("detail-chart").addEventListener("pointerleave", () => {
