@@ -245,11 +245,6 @@ class SparkplugHost:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # Stop consuming first: the broker echoes our offline STATE back to us, and _own_state
-        # would answer it with online (left retained after a clean exit).
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         # A clean stop says so: publish offline ourselves (the broker keeps the Will for crashes).
         if self.client.connected:
             try:
@@ -261,6 +256,9 @@ class SparkplugHost:
                 )
             except (TimeoutError, OSError) as e:
                 log.warning("could not publish offline STATE: %s", e)
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.client.__aexit__(exc_type, exc, tb)
 
     def _spawn(self, coro: Any, name: str) -> None:
@@ -592,6 +590,7 @@ class SparkplugHost:
         now = time.time()
         cols = fastdecode.decode_messages([m.payload for m, _, _ in items])
         ready: list[int] = []
+        drained: list[tuple[Message, Topic, NodeState]] = []
         for i, (msg, topic, node) in enumerate(items):
             node.stats.messages += 1
             node.stats.last_seen = now
@@ -613,11 +612,8 @@ class SparkplugHost:
             if seq == expected:
                 node.seq = seq
                 ready.append(i)
-                drained = self._drain(node) if node.pending else []
-                if drained:  # publish in seq order: what is ready, the drained, then the rest
-                    await self._emit(items, cols, ready)
-                    ready = []
-                    await self._data_in_order(drained)
+                if node.pending:
+                    drained.extend(self._drain(node))
             elif (seq - expected) % 256 < 128:  # ahead: hold it, the missing ones may come
                 if node.gap_since is None:
                     node.gap_since = now
@@ -626,6 +622,8 @@ class SparkplugHost:
                 node.stats.gaps += 1
         if ready:
             await self._emit(items, cols, ready)
+        if drained:
+            await self._data_in_order(drained)
 
     async def _data_in_order(self, items: list[tuple[Message, Topic, NodeState]]) -> None:
         """DATA messages whose sequence was already settled (drained from the reorder buffer)."""
