@@ -4,7 +4,6 @@ the line, and small helpers to collect messages."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
@@ -160,18 +159,11 @@ class TcpProxy:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
             self._writers.add(up_writer)
             self.links += 1
-            pipes = [
-                asyncio.create_task(self._pipe(reader, up_writer, None)),
-                asyncio.create_task(self._pipe(up_reader, writer, self._down)),
-            ]
-            try:
-                await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for p in pipes:
-                    p.cancel()
-                await asyncio.gather(*pipes, return_exceptions=True)
-        except OSError:
-            pass
+            async with asyncio.TaskGroup() as tg:  # an error on either side ends both
+                tg.create_task(self._pipe(reader, up_writer, None))
+                tg.create_task(self._pipe(up_reader, writer, self._down))
+        except* OSError:
+            pass  # a reset or a cut: the link is gone
         finally:
             for w in (writer, up_writer):
                 if w is not None:
@@ -183,15 +175,17 @@ class TcpProxy:
     async def _pipe(
         src: asyncio.StreamReader, dst: asyncio.StreamWriter, gate: asyncio.Event | None
     ) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                data = await src.read(65536)
-                if gate is not None:
-                    await gate.wait()
-                if not data:
-                    return
-                dst.write(data)
-                await dst.drain()
+        """Forward until end of stream, then pass the half-close on, as TCP would."""
+        while True:
+            data = await src.read(65536)
+            if gate is not None:
+                await gate.wait()
+            if not data:
+                if dst.can_write_eof():
+                    dst.write_eof()
+                return
+            dst.write(data)
+            await dst.drain()
 
 
 @pytest.fixture

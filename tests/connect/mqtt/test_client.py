@@ -57,8 +57,9 @@ async def test_will_on_abnormal_death_not_on_clean_exit(broker: Broker, proxy_to
             proxy_to.cut()  # the socket dies, no DISCONNECT reaches the broker
             assert await collect(watch, 1) == [Message("will/dying", b"gone", 1)]
         clean = options(broker, "clean", will=Message("will/clean", b"gone", 1, retain=True))
-        async with MqttClient(clean):
-            pass  # __aexit__ sends DISCONNECT: the broker discards the Will [MQTT-3.14.4-3]
+        async with MqttClient(clean) as c:
+            await c.publish("alive", b"", qos=1)  # a session in its steady state…
+        # …then __aexit__ sends DISCONNECT: the broker discards the Will [MQTT-3.14.4-3].
         async with MqttClient(options(broker, "marker")) as marker:
             await marker.publish("will/marker", b"", qos=1)
         assert [m.topic for m in await collect(watch, 1)] == ["will/marker"]
@@ -148,6 +149,8 @@ async def test_qos1_is_acknowledged_only_after_processing(
             # broker sends all five again on the next one (persistent session, [MQTT-4.4.0-1]).
             proxy_to.cut()
             await wait_until(lambda: sub.stats()["messages_in"] == 10, what="5 sent again")
+            async with asyncio.timeout(10):
+                await sub.wait_connected()  # received before on_connect returned: held till now
             batches = sub.batches()
             first = await anext(batches)
             assert [m.payload[0] for m in first] == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4]

@@ -22,6 +22,7 @@ from factory5g.connect.mqtt import (
 from factory5g.connect.mqtt.packets import (
     Connack,
     Connect,
+    Disconnect,
     Packet,
     PacketReader,
     Pingreq,
@@ -79,6 +80,8 @@ class FakeBroker:
             while data := await reader.read(65536):
                 for p in packets.feed(data):
                     self.received.append(p)
+                    if isinstance(p, Disconnect):
+                        return  # a server closes the connection after DISCONNECT (§3.14.4)
                     for out in self.respond(p):
                         writer.write(out)
         except OSError:
@@ -154,19 +157,23 @@ async def test_refused_credentials_raise_at_once(free_port: int) -> None:
         await ours.stop()
 
 
-async def test_missing_pingresp_drops_the_connection_and_reconnects(
-    our_broker: OurBroker,
-) -> None:
+async def test_idle_pings_and_a_missing_pingresp_drops_the_connection(fake: FakeBroker) -> None:
     reasons: list[str] = []
 
     async def on_disconnect(client: MqttClient, reason: str) -> None:
         reasons.append(reason)
 
-    async with TcpProxy(our_broker.host, our_broker.port) as proxy:
+    def pings() -> int:
+        return sum(isinstance(p, Pingreq) for p in fake.received)
+
+    async with TcpProxy(fake.host, fake.port) as proxy:
         opts = options(proxy, "k", keepalive_s=1)
         async with MqttClient(opts, on_disconnect=on_disconnect) as client:
-            proxy.freeze_down()  # our PINGREQs reach the broker, its PINGRESPs do not come back
+            # Idle for the keep alive: a PINGREQ [MQTT-3.1.2-23], answered, the session stays.
+            await wait_until(lambda: pings() == 1, within=5, what="a PINGREQ")
+            proxy.freeze_down()  # the next PINGREQ reaches the broker, its PINGRESP does not
             await wait_until(lambda: bool(reasons), within=5, what="the loss")
+            assert pings() == 2
             proxy.thaw()
             await wait_until(lambda: client.stats()["connects"] == 2, what="a new session")
     assert reasons == ["no PINGRESP within 1.5 s"]
@@ -218,6 +225,12 @@ async def test_subscriptions_and_unacked_publishes_are_resent_after_reconnect(
     assert subscribes == [(("s/#", 1),), (("s/#", 1),)]  # sent again on the new connection
     connects = [p for p in fake.received if isinstance(p, Connect)]
     assert len(connects) == 2
+
+
+async def test_exit_sends_disconnect_last(fake: FakeBroker) -> None:
+    async with MqttClient(options(fake, "c")) as client:
+        await client.subscribe([("s/#", 1)])  # a session in its steady state
+    assert [type(p) for p in fake.received] == [Connect, Subscribe, Disconnect]
 
 
 async def test_a_failing_on_connect_fails_the_start(our_broker: OurBroker) -> None:
@@ -307,9 +320,26 @@ async def test_tls_to_mosquitto(tmp_path: Path, free_port: int) -> None:
             await client.subscribe([("t", 1)])
             await client.publish("t", b"secret", qos=1)
             assert await collect(client, 1) == [Message("t", b"secret", 1)]
-        untrusted = options(m, "x", tls=ssl.create_default_context(), connect_timeout_s=0.5)
+        untrusted = options(m, "x", tls=ssl.create_default_context(), connect_timeout_s=30)
         with pytest.raises(MqttConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-            await MqttClient(untrusted).__aenter__()
+            async with asyncio.timeout(10):  # at once: retrying cannot help
+                await MqttClient(untrusted).__aenter__()
         plain = options(m, "y", connect_timeout_s=0.5)  # TCP without TLS: no CONNACK comes
         with pytest.raises(MqttConnectError):
             await MqttClient(plain).__aenter__()
+
+
+def test_reconnect_backoff_grows_with_jitter_between_min_and_max() -> None:
+    client = MqttClient(options(OurBroker(1), "c", reconnect_min_s=0.1, reconnect_max_s=2.0))
+    for attempt, ceiling in [(0, 0.2), (1, 0.4), (3, 1.6), (4, 2.0), (40, 2.0)]:
+        delays = [client._backoff(attempt) for _ in range(200)]
+        assert all(0.1 <= d <= ceiling for d in delays), attempt
+        assert max(delays) - min(delays) > ceiling / 4  # jittered, not one fixed value
+
+
+def test_a_missing_mosquitto_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.connect.conftest as connect_conftest
+
+    monkeypatch.setattr(connect_conftest, "MOSQUITTO", "/nonexistent/mosquitto")
+    with pytest.raises(pytest.fail.Exception, match="mosquitto is not installed"):
+        connect_conftest.require_mosquitto()

@@ -170,16 +170,26 @@ class Harness:
                 return dict(n)
         raise AssertionError(f"the host does not know {group}/{edge}")
 
-    def knows(self, edge: str, group: str = "g1") -> bool:
-        return any(n["group"] == group and n["edge"] == edge for n in self.host.stats()["nodes"])
+
+def spy_on_batches(client: MqttClient, taken: list[Message]) -> None:
+    """Record in ``taken`` every message ``client.batches()`` hands its consumer, in order."""
+    batches = client.batches
+
+    async def spied() -> AsyncIterator[list[Message]]:
+        async for batch in batches():
+            taken.extend(batch)
+            yield batch
+
+    client.batches = spied  # type: ignore[method-assign]
 
 
 @asynccontextmanager
 async def running_host(
-    where: Where, site_text: str = SITE, **settings: Any
+    where: Where, site_text: str = SITE, *, spy: list[Message] | None = None, **settings: Any
 ) -> AsyncIterator[Harness]:
     """The host on ``where`` with the site's [sparkplug] settings (``settings`` override them),
-    connected and subscribed; what it publishes is recorded."""
+    connected and subscribed; what it publishes is recorded, and with ``spy`` every message its
+    MQTT client handed it too."""
     site = load_text(site_text)
     assert site.file.sparkplug is not None
     sp = site.file.sparkplug.model_copy(update=settings)
@@ -187,9 +197,10 @@ async def running_host(
         rec = Recorder(bus.subscribe("test", maxsize=1_000_000))
         task = asyncio.create_task(rec.run(), name="test-recorder")
         try:
-            async with SparkplugHost(
-                site, bus, sp, broker_host=where.host, broker_port=where.port
-            ) as host:
+            host = SparkplugHost(site, bus, sp, broker_host=where.host, broker_port=where.port)
+            if spy is not None:
+                spy_on_batches(host.client, spy)
+            async with host:
                 async with asyncio.timeout(WITHIN_S):
                     await host.client.wait_connected()
                 yield Harness(host, site, bus, rec)

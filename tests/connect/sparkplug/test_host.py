@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from factory5g.connect.base import UnknownTargetError, WriteRejectedError
-from factory5g.connect.mqtt import Message, MqttClient
+from factory5g.connect.mqtt import Message, MqttClient, MqttClosedError
 from factory5g.connect.sparkplug import EdgeNode, MetricSpec
 from factory5g.connect.sparkplug.payload import (
     DataSet,
@@ -37,11 +37,9 @@ from tests.connect.conftest import Mosquitto
 from tests.connect.mqtt.conftest import TcpProxy
 from tests.connect.sparkplug.harness import (
     HOST_ID,
-    NS_PER_MS,
     STATE_TOPIC,
     T0_MS,
     WITHIN_S,
-    Harness,
     Listener,
     RawEdge,
     is_rebirth_request,
@@ -110,18 +108,22 @@ async def test_births_create_bound_inferred_mapped_and_unassigned_signals(
             "mill.load",
             "sp_g1_e5_split.vibration",
         )
-        await wait_until(lambda: all(h.has(p) for p in paths), WITHIN_S, "every birth learned")
+
+        def published(path: str) -> bool:
+            return h.has(path) and bool(h.rec.samples(h.sid(path)) or h.rec.events(h.sid(path)))
+
         await wait_until(
-            lambda: len(h.rec.values(h.sid("sp_g1_e5_split.vibration"))) == 1,
+            lambda: all(published(p) for p in (*paths, "mill.speed", "oven.door", "mill.torque")),
             WITHIN_S,
-            "the last birth values",
+            "every birth learned and its values published",
         )
 
         sig = h.site.signals
         force, temp = sig.get("press.force"), sig.get("press.temp")
         assert force.id == 0  # the site file's signal, not a new one
         assert (temp.unit, temp.type, temp.binding) == ("°C", SignalType.FLOAT, "sparkplug")
-        assert "g1/e1/press" in temp.description and "'Temp'" in temp.description
+        assert "g1/e1/press" in temp.description
+        assert "'Temp'" in temp.description
         assert sig.get("press.running").type is SignalType.BOOL
         assert sig.get("press.count").type is SignalType.INT
         assert sig.get("press.recipe").type is SignalType.STRING
@@ -243,7 +245,8 @@ async def test_null_metric_is_nan_with_bad_quality(mosquitto: Mosquitto) -> None
         count = h.sid("press.count")
         await wait_until(lambda: len(h.rec.samples(count)) == 2, WITHIN_S, "the null DDATA")
         [birth] = h.rec.samples(0)
-        assert math.isnan(birth.value) and birth.quality == Quality.BAD
+        assert math.isnan(birth.value)
+        assert birth.quality == Quality.BAD
         last = h.rec.samples(count)[1]
         assert math.isnan(last.value)
         assert (last.ts, last.quality) == (ns(T0_MS + 9), Quality.BAD)
@@ -428,7 +431,8 @@ async def test_strings_datasets_templates_and_bytes_become_events(mosquitto: Mos
         assert events("id") == [(t0, uuid)]
         assert events("blob") == [(t0, {"bytes": "00ff"}), (t2, {"bytes": ""})]
         [(ts, data), (ts2, empty)] = events("table")
-        assert ts == t0 and ts2 == t2
+        assert ts == t0
+        assert ts2 == t2
         assert data == {
             "kind": "DataSet",
             "columns": ["step", "label", "reading"],
@@ -439,7 +443,8 @@ async def test_strings_datasets_templates_and_bytes_become_events(mosquitto: Mos
         [(_, tpl), (_, tpl2)] = events("recipe")
         assert tpl == tpl2
         assert (tpl["kind"], tpl["template_ref"], tpl["version"]) == ("Template", "Recipe", "1.0")
-        assert tpl["metrics"][0]["name"] == "Speed" and tpl["metrics"][0]["value"] == 3.0
+        assert tpl["metrics"][0]["name"] == "Speed"
+        assert tpl["metrics"][0]["value"] == 3.0
         assert tpl["parameters"][0] == {
             "kind": "Parameter",
             "name": "kind",
@@ -496,7 +501,8 @@ async def test_reordering_inside_the_timeout_is_accepted(mosquitto: Mosquitto) -
         n = h.node("e1")
         assert (n["seq"], n["gaps"], n["rebirths"]) == (6, 0, 0)
         node = h.host.nodes[("g1", "e1")]
-        assert node.pending == {} and node.gap_since is None  # nothing left to time out
+        assert node.pending == {}
+        assert node.gap_since is None
         assert ncmd.messages == []
         assert h.rec.with_quality(0, Quality.BAD_STALE) == []
 
@@ -533,7 +539,8 @@ async def test_a_gap_times_out_into_stale_signals_and_a_rebirth(mosquitto: Mosqu
             (2.0, Quality.GOOD),
             (4.0, Quality.GOOD),
         ]
-        assert math.isnan(f[3].value) and f[3].quality == Quality.BAD_STALE
+        assert math.isnan(f[3].value)
+        assert f[3].quality == Quality.BAD_STALE
         assert f[4][1:3] == (4.0, Quality.GOOD)  # the rebirth carries the last value
         stale = f[3].ts
         assert stale - sent_at >= 0.3 * 1e9  # only after reorder_timeout_s
@@ -702,8 +709,7 @@ async def test_ddeath_marks_only_that_devices_signals(mosquitto: Mosquitto) -> N
 async def test_the_will_of_an_edge_node_that_vanishes_marks_its_signals_bad(
     mosquitto: Mosquitto,
 ) -> None:
-    specs = [MetricSpec("Force", DataType.Double, alias=1), MetricSpec("Temp", DataType.Float, 2)]
-    specs[1] = MetricSpec("Temp", DataType.Float, alias=2)
+    specs = [MetricSpec("Force", DataType.Double, alias=1), MetricSpec("Temp", alias=2)]
     async with (
         running_host(mosquitto) as h,
         TcpProxy(mosquitto.host, mosquitto.port) as proxy,
@@ -731,7 +737,8 @@ async def test_the_will_of_an_edge_node_that_vanishes_marks_its_signals_bad(
             "the Will's NDEATH",
         )
         [bad] = h.rec.with_quality(0, Quality.BAD_NOT_CONNECTED)
-        assert bad.ts >= before and math.isnan(bad.value)
+        assert bad.ts >= before
+        assert math.isnan(bad.value)
         # Ours reconnects and births again: good values again.
         await wait_until(lambda: edge.births == 2, WITHIN_S, "the new birth")
         await wait_until(lambda: len(h.rec.samples(temp)) == 3, WITHIN_S, "the new DBIRTH")
@@ -808,17 +815,384 @@ async def test_the_will_says_offline_when_the_hosts_connection_dies(mosquitto: M
             await line.aclose()  # the line stays down: the host cannot come back
             await wait_until(lambda: _states(watch)[-1] == (False, t), WITHIN_S, "the Will")
             will = await _retained_state(mosquitto, "late")
-            assert will.retain and state(will) == {"online": False, "timestamp": t}
+            assert will.retain
+            assert state(will) == {"online": False, "timestamp": t}
             assert not h.host.client.connected
 
 
 async def test_an_old_offline_state_is_answered_with_online(mosquitto: Mosquitto) -> None:
     """A Will left by a previous run of the host (Sparkplug 3.0: it must say online again)."""
     async with MqttClient(mqtt_options(mosquitto, "old")) as old:
-        await old.publish(
-            STATE_TOPIC, b'{"online": false, "timestamp": 1000}', qos=1, retain=True
-        )
+        await old.publish(STATE_TOPIC, b'{"online": false, "timestamp": 1000}', qos=1, retain=True)
     async with Listener(mosquitto, [STATE_TOPIC], "watch") as watch, running_host(mosquitto):
         await wait_until(lambda: _states(watch)[-1][0] is True, WITHIN_S, "online again")
         now = await _retained_state(mosquitto, "late")
-        assert state(now)["online"] is True and state(now)["timestamp"] != 1000
+        assert state(now)["online"] is True
+        assert state(now)["timestamp"] != 1000
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, v = v & 0x7F, v >> 7
+        out.append(b | 0x80 if v else b)
+        if not v:
+            return bytes(out)
+
+
+async def test_bad_input_is_counted_logged_and_survived(
+    mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=HOST_LOG)
+    async with (
+        running_host(mosquitto, max_payload_bytes=300) as h,
+        Listener(mosquitto, ["spBv1.0/g1/NCMD/#"]) as ncmd,
+        RawEdge(mosquitto, "e1") as e1,
+        RawEdge(mosquitto, "e3") as e3,
+    ):
+        await e1.nbirth()
+        await e1.dbirth(
+            "press",
+            m("Force", DataType.Double, 1.0, alias=1),
+            m("Note", DataType.String, "", alias=2),
+        )
+        await wait_until(lambda: h.rec.values(0) == [1.0], WITHIN_S, "the births")
+        ddata = e1.topic(MessageType.DDATA, "press")
+        # Malformed protobuf: a truncated metric, a varint that never ends, wire type 7. They
+        # are not e1's messages (no seq of its own): injected garbage, not a gap.
+        for junk in (b"\x12\x05\x10", b"\x18" + b"\xff" * 11, b"\x0f"):
+            await e1.raw(ddata, junk)
+        # A well-formed DDATA whose string is not UTF-8: that metric is lost, not its neighbour.
+        bad_text = b"\x10\x02\x20\x0c\x7a\x02\xff\xfe"  # alias 2, String, string_value ff fe
+        good = b"\x10\x01\x20\x0a\x69" + np.float64(2.0).tobytes()  # alias 1, Double, 2.0
+        await e1.raw(
+            ddata,
+            b"\x08"
+            + _varint(T0_MS)
+            + b"\x12"
+            + bytes([len(bad_text)])
+            + bad_text
+            + b"\x12"
+            + bytes([len(good)])
+            + good
+            + b"\x18"
+            + bytes([e1.next_seq()]),
+        )
+        # Topics: no edge node, an unknown type, a D* without device, an N* with one, too deep,
+        # and not Sparkplug at all (still under our spBv1.0/+/# subscription).
+        bad_topics = [
+            "spBv1.0/g1/NDATA",
+            "spBv1.0/g1/BOGUS/e1",
+            "spBv1.0/g1/DDATA/e1",
+            "spBv1.0/g1/NDATA/e1/press",
+            "spBv1.0/g1/DDATA/e1/press/x",
+            "spBv1.0/g1",
+        ]
+        for topic in bad_topics:
+            await e1.raw(topic, b"")
+        # Bigger than max_payload_bytes: dropped before decoding (seq not e1's either).
+        await e1.ddata("press", m(2, DataType.String, "x" * 400), seq=200)
+        # A broken NBIRTH: counted, and the node is asked to try again.
+        await e3.raw(e3.topic(MessageType.NBIRTH), b"\x08")
+        # The host is still there: a valid DDATA afterwards is taken at once, in sequence.
+        await e1.ddata("press", m(1, DataType.Double, 3.0), m(2, DataType.String, "ok"))
+        await wait_until(lambda: h.rec.values(0) == [1.0, 2.0, 3.0], WITHIN_S, "the valid DDATA")
+        await wait_until(lambda: rebirth_requests(ncmd, "e3"), WITHIN_S, "a rebirth request to e3")
+
+        stats = h.host.stats()
+        assert (stats["unknown_topics"], stats["oversized"], stats["connected"]) == (6, 1, True)
+        n1, n3 = h.node("e1"), h.node("e3")
+        assert (n1["decode_errors"], n1["gaps"], n1["rebirths"], n1["seq"]) == (4, 0, 0, 3)
+        assert (n3["decode_errors"], n3["rebirths"], n3["born"]) == (1, 1, False)
+        note = h.sid("press.note")
+        assert [e.data for e in h.rec.events(note)] == ["", "ok"]
+        assert rebirth_requests(ncmd, "e1") == []
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("undecodable payload" in w and ddata in w for w in warnings)
+        assert any("ignored message on 'spBv1.0/g1/NDATA'" in w for w in warnings)
+        assert any(w.startswith("payload of ") and ddata in w for w in warnings)
+        assert all(r.name == HOST_LOG for r in caplog.records if r.levelno >= logging.WARNING)
+
+
+# -- writes ---------------------------------------------------------------------------------
+
+PRESS = [
+    MetricSpec("Force", DataType.Double, alias=1, unit="kN"),
+    MetricSpec("Small", DataType.Int8, alias=2),
+    MetricSpec("Count", DataType.UInt16, alias=3),
+    MetricSpec("Flag", DataType.Boolean, alias=4),
+    MetricSpec("Label", DataType.String, alias=5),
+    MetricSpec("Blob", DataType.Bytes, alias=6),
+    MetricSpec("Total", DataType.UInt64, alias=7),
+    MetricSpec("Ratio", DataType.Float),  # no alias: written by name
+]
+PRESS_INITIAL: dict[tuple[str | None, str], Any] = {
+    ("press", "Force"): 1.0,
+    ("press", "Small"): 0,
+    ("press", "Count"): 0,
+    ("press", "Flag"): False,
+    ("press", "Label"): "",
+    ("press", "Blob"): b"",
+    ("press", "Total"): 0,
+    ("press", "Ratio"): 0.5,
+    (None, "Mode"): 1,
+}
+
+
+async def test_write_sends_a_command_by_alias_with_the_births_datatype(
+    mosquitto: Mosquitto,
+) -> None:
+    commands: list[tuple[str | None, Metric]] = []
+
+    async def on_command(device: str | None, metric: Metric) -> None:
+        commands.append((device, metric))
+
+    async with (
+        running_host(mosquitto) as h,
+        Listener(mosquitto, ["spBv1.0/g1/DCMD/#", "spBv1.0/g1/NCMD/#"]) as cmds,
+        EdgeNode(
+            mqtt_options(mosquitto, "e1"),
+            "g1",
+            "e1",
+            node_metrics=[MetricSpec("Mode", DataType.Int32, alias=20)],
+            devices={"press": PRESS},
+            primary_host=HOST_ID,
+            on_command=on_command,
+            initial=PRESS_INITIAL,
+        ),
+    ):
+        await wait_until(lambda: h.has("press.ratio"), WITHIN_S, "the births")
+        sid = {s.name: s.id for s in h.site.signals.for_equipment("press")}
+        mode = h.sid("sp_g1_e1.mode")
+        writes: list[tuple[int, Any, str | None, Metric]] = [
+            (sid["force"], 42.5, "press", Metric(alias=1, datatype=DataType.Double, value=42.5)),
+            (sid["small"], -5, "press", Metric(alias=2, datatype=DataType.Int8, value=-5)),
+            (sid["small"], 127.0, "press", Metric(alias=2, datatype=DataType.Int8, value=127)),
+            (sid["count"], 65535, "press", Metric(alias=3, datatype=DataType.UInt16, value=65535)),
+            (sid["flag"], True, "press", Metric(alias=4, datatype=DataType.Boolean, value=True)),
+            (sid["flag"], 0, "press", Metric(alias=4, datatype=DataType.Boolean, value=False)),
+            (
+                sid["label"],
+                "lot 7",
+                "press",
+                Metric(alias=5, datatype=DataType.String, value="lot 7"),
+            ),
+            (
+                sid["total"],
+                2**64 - 1,
+                "press",
+                Metric(alias=7, datatype=DataType.UInt64, value=2**64 - 1),
+            ),
+            (
+                sid["ratio"],
+                0.25,
+                "press",
+                Metric(name="Ratio", datatype=DataType.Float, value=0.25),
+            ),
+            (mode, -3, None, Metric(alias=20, datatype=DataType.Int32, value=-3)),
+        ]
+        before_ms = int(time.time() * 1000)
+        for signal, value, device, _ in writes:
+            result = await h.host.write(signal, value)
+            kind = "NCMD" if device is None else "DCMD"
+            assert (result.signal, result.ok, result.status) == (signal, True, f"{kind} sent")
+        await wait_until(lambda: len(cmds.messages) == len(writes), WITHIN_S, "every command")
+        await wait_until(lambda: len(commands) == len(writes), WITHIN_S, "the edge node got them")
+        after_ms = int(time.time() * 1000)
+        for msg, (_, _, device, metric) in zip(cmds.messages, writes, strict=True):
+            topic = "spBv1.0/g1/NCMD/e1" if device is None else f"spBv1.0/g1/DCMD/e1/{device}"
+            assert (msg.topic, msg.qos, msg.retain) == (topic, 0, False)
+            payload = decode_payload(msg.payload)
+            assert payload.metrics == (metric,)  # by alias only, with the birth's datatype
+            assert payload.timestamp is not None
+            assert before_ms <= payload.timestamp <= after_ms
+            assert payload.seq is None  # commands carry no seq
+        # Ours fills in the name from the alias before its callback sees the command.
+        spec_names = {s.alias: s.name for s in PRESS} | {20: "Mode"}
+        assert [(d, c.name, c.value, c.datatype) for d, c in commands] == [
+            (d, spec_names.get(x.alias, x.name), x.value, x.datatype) for _, _, d, x in writes
+        ]
+
+
+async def test_writes_that_cannot_be_sent_are_rejected(mosquitto: Mosquitto) -> None:
+    async with (
+        running_host(mosquitto) as h,
+        Listener(mosquitto, ["spBv1.0/g1/DCMD/#", "spBv1.0/g1/NCMD/#"]) as cmds,
+    ):
+        async with EdgeNode(
+            mqtt_options(mosquitto, "e1"),
+            "g1",
+            "e1",
+            devices={"press": PRESS},
+            primary_host=HOST_ID,
+            initial=PRESS_INITIAL,
+        ):
+            await wait_until(lambda: h.has("press.ratio"), WITHIN_S, "the births")
+            sid = {s.name: s.id for s in h.site.signals.for_equipment("press")}
+            rejected: list[tuple[str, Any, str]] = [
+                ("small", 128, "128 is outside Int8 [-128, 127]"),
+                ("small", -129, "-129 is outside Int8 [-128, 127]"),
+                ("count", -1, "-1 is outside UInt16 [0, 65535]"),
+                ("count", 65536, "65536 is outside UInt16 [0, 65535]"),
+                ("total", 2**64, f"{2**64} is outside UInt64 [0, {2**64 - 1}]"),
+                ("small", 1.5, "1.5 is not an integer"),
+                ("small", "7", "a number is needed"),
+                ("force", "high", "a number is needed"),
+                ("flag", "true", "true or false is needed"),
+                ("blob", 1, "writing Bytes metrics is not supported"),
+            ]
+            for name, value, why in rejected:
+                with pytest.raises(WriteRejectedError) as exc:
+                    await h.host.write(sid[name], value)
+                assert (exc.value.signal, exc.value.why) == (sid[name], why)
+            for signal in (9999, h.sid("mill.speed")):  # unknown; bound but never born
+                with pytest.raises(UnknownTargetError) as unknown:
+                    await h.host.write(signal, 1.0)
+                assert unknown.value.signal == signal
+            await h.host.write(sid["force"], 5.0)  # the only command that went out
+            await wait_until(lambda: cmds.messages, WITHIN_S, "the command")
+        # The edge node said NDEATH on its way out: writes to it are refused now.
+        await wait_until(lambda: not h.node("e1")["online"], WITHIN_S, "the NDEATH")
+        with pytest.raises(WriteRejectedError) as exc:
+            await h.host.write(sid["force"], 6.0)
+        assert exc.value.why == "edge node g1/e1 is offline"
+        assert [decode_payload(msg.payload).metrics[0].value for msg in cmds.messages] == [5.0]
+
+
+async def test_a_write_to_a_dead_device_is_rejected(mosquitto: Mosquitto) -> None:
+    async with (
+        running_host(mosquitto) as h,
+        Listener(mosquitto, ["spBv1.0/g1/DCMD/#"]) as cmds,
+        RawEdge(mosquitto) as e1,
+    ):
+        await e1.nbirth()
+        await e1.dbirth("press", m("Force", DataType.Double, 1.0, alias=1))
+        await e1.dbirth("aux", m("Level", DataType.Double, 1.0, alias=2))
+        await e1.ddeath("press")
+        await wait_until(lambda: h.has("sp_g1_e1_aux.level"), WITHIN_S, "the births")
+        await wait_until(lambda: h.node("e1")["deaths"] == 1, WITHIN_S, "the DDEATH")
+        with pytest.raises(WriteRejectedError) as exc:
+            await h.host.write(0, 2.0)
+        assert exc.value.why == "device press of edge node g1/e1 is offline"
+        await h.host.write(h.sid("sp_g1_e1_aux.level"), 2.0)  # its sibling is still there
+        await wait_until(lambda: cmds.messages, WITHIN_S, "the DCMD")
+        assert [msg.topic for msg in cmds.messages] == ["spBv1.0/g1/DCMD/e1/aux"]
+
+
+# -- a broker restart -----------------------------------------------------------------------
+
+
+async def test_a_broker_restart_mid_stream_loses_nothing_inside_the_host(
+    mosquitto: Mosquitto,
+) -> None:
+    taken: list[Message] = []  # every message the host's MQTT client handed the host
+    session_of: dict[int, int] = {}  # number → the edge's MQTT session it was written on
+    stop = asyncio.Event()
+    specs = [
+        MetricSpec("Force", DataType.Double, alias=1),
+        MetricSpec("N", DataType.Int64, alias=2),
+    ]
+    # Ours, without a primary host: it births as soon as it is connected, every time.
+    edge = EdgeNode(
+        mqtt_options(mosquitto, "e1"),
+        "g1",
+        "e1",
+        devices={"press": specs},
+        initial={("press", "Force"): 1.0, ("press", "N"): -1},
+    )
+
+    async def publish_numbers() -> None:
+        k = 0
+        while not stop.is_set():
+            try:  # DATA is QoS 0 (Sparkplug 3.0): what the broker never got is simply gone
+                await edge.publish("press", {"N": k}, timestamp_ms=T0_MS + k)
+                session_of[k] = edge.client.stats()["connects"]
+            except MqttClosedError:
+                pass
+            k += 1
+            await asyncio.sleep(0.002)  # the edge's publishing rate, not a wait for state
+
+    def numbers(msgs: list[Message]) -> list[int]:
+        return [
+            int(x.value)
+            for msg in msgs
+            if msg.topic == "spBv1.0/g1/DDATA/e1/press"
+            for x in decode_payload(msg.payload).metrics
+        ]
+
+    async with running_host(mosquitto, spy=taken) as h, edge:
+        await wait_until(lambda: h.has("press.n"), WITHIN_S, "the DBIRTH")
+        n_id = h.sid("press.n")
+
+        def on_bus() -> list[int]:
+            """The DATA samples of N on the bus (a birth's sample has the birth's timestamp)."""
+            return [
+                int(s.value)
+                for s in h.rec.samples(n_id)
+                if s.quality == Quality.GOOD and s.ts == ns(T0_MS + int(s.value))
+            ]
+
+        publisher = asyncio.create_task(publish_numbers(), name="test-publisher")
+        try:
+            await wait_until(lambda: len(on_bus()) >= 50, WITHIN_S, "data before the restart")
+            lost_at = time.time_ns()
+            await mosquitto.restart()
+            await wait_until(
+                lambda: h.host.client.connected and edge.births >= 2,
+                WITHIN_S,
+                "the host and the edge node back",
+            )
+            back_at = time.time_ns()
+            await wait_until(
+                lambda: sum(session_of.get(k) == 2 for k in on_bus()) >= 50,
+                WITHIN_S,
+                "data after the restart",
+            )
+        finally:
+            stop.set()
+            await asyncio.gather(publisher, return_exceptions=True)
+        assert publisher.exception() is None
+        await wait_until(
+            lambda: h.host.client.stats()["queued"] == 0, WITHIN_S, "the host to take everything"
+        )
+
+        # What the broker delivered to the host: the numbers written in the edge's first MQTT
+        # session, then those of the second. Of the second, the host must drop what came before
+        # it saw the new NBIRTH (it missed the edge's own: the host was not subscribed yet).
+        got = numbers(taken)
+        old = [k for k in got if session_of[k] == 1]
+        new = [k for k in got if session_of[k] == 2]
+        assert got == old + new  # one TCP stream each: in order
+        ddata = [i for i, msg in enumerate(taken) if msg.topic == "spBv1.0/g1/DDATA/e1/press"]
+        last_old = max(i for i in ddata if session_of[numbers([taken[i]])[0]] == 1)
+        nbirth = next(
+            i for i, msg in enumerate(taken) if i > last_old and msg.topic == "spBv1.0/g1/NBIRTH/e1"
+        )
+        reborn = numbers(taken[nbirth:])
+        # No loss inside the host: everything it took while the node was born is on the bus,
+        # once, in order.
+        await wait_until(lambda: on_bus() == old + reborn, WITHIN_S, "every number on the bus")
+        assert len(old) >= 50
+        assert len(reborn) >= 50
+        assert set(reborn) <= set(new)
+        assert len(taken) == h.host.client.stats()["messages_in"]  # the client held nothing back
+
+        # The session loss made every signal of the node bad, at that instant.
+        for signal in (0, n_id):
+            [bad] = h.rec.with_quality(signal, Quality.BAD_COMM_FAILURE)
+            assert lost_at <= bad.ts <= back_at
+            assert math.isnan(bad.value)
+        stats = h.host.stats()
+        assert (stats["session_losses"], stats["mqtt"]["connects"]) == (1, 2)
+        n = h.node("e1")
+        assert (n["online"], n["born"], n["gaps"]) == (True, True, 0)
+        assert n["births"] >= 4  # NBIRTH + DBIRTH, twice at least
+        # After the reconnect the host said online again and asked the known node for a birth.
+        log = mosquitto.log_text()
+        restarted = log.rindex("mosquitto version")
+        assert f"Received PUBLISH from f5g-host-{HOST_ID} (d0, q1, r1" in log[restarted:]
+        ncmd = f"Received PUBLISH from f5g-host-{HOST_ID} (d0, q0, r0, m0, 'spBv1.0/g1/NCMD/e1'"
+        assert ncmd in log[restarted:]

@@ -149,6 +149,7 @@ class MqttBroker:
         self._connect_timeout_s = connect_timeout_s
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self._closing = False
         self._sessions: dict[str, _Session] = {}
         self._retained: dict[str, Publish] = {}
@@ -184,6 +185,8 @@ class MqttBroker:
         self._closing = True
         if self._server is not None:
             self._server.close()
+        for writer in list(self._writers):  # no flushing to clients that may not read
+            writer.transport.abort()
         for task in list(self._handlers):
             task.cancel()
         await asyncio.gather(*self._handlers, return_exceptions=True)
@@ -209,6 +212,7 @@ class MqttBroker:
             writer.transport.abort()
             return
         peer = writer.get_extra_info("peername")
+        self._writers.add(writer)
         task = asyncio.create_task(self._serve(reader, writer), name=f"mqtt-broker[{peer}]")
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
@@ -238,6 +242,7 @@ class MqttBroker:
         finally:
             if conn is not None:
                 self._detach(conn, why)
+            self._writers.discard(writer)
             await _close(writer, abort=self._closing)
 
     async def _connect(

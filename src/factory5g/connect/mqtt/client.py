@@ -27,6 +27,8 @@ How it behaves, and why:
   The bound is soft by one socket read (what a 64 KiB read holds beyond it is queued too). While
   one of our own QoS 1 publishes or SUBSCRIBEs awaits its acknowledgement the loop keeps reading,
   so a consumer that publishes cannot deadlock itself; that overshoot lasts one round trip.
+  (A broker may still drop by its own rules: Mosquitto's default ``max_queued_messages 1000``
+  drops QoS 0 messages for a subscriber more than 1000 behind. Configure the plant broker.)
 * **QoS 1 is acknowledged after processing.** A QoS 1 message is PUBACKed when the consumer comes
   back to ``batches()`` for the next batch, i.e. after it took *and* handled the batch holding
   it. A crash, a full queue or a dropped connection never loses a message the broker considers
@@ -36,8 +38,9 @@ How it behaves, and why:
 * **Keep alive** (§3.1.2.10): a PINGREQ when nothing was sent or received for ``keepalive_s``
   [MQTT-3.1.2-23]; no PINGRESP within 1.5 x ``keepalive_s`` drops the connection. While the read
   loop is paused by backpressure the PINGRESP cannot be read, so it is not awaited then.
-* ``__aexit__`` sends DISCONNECT, so the broker discards the Will [MQTT-3.14.4-3], and ends every
-  task it started. ``on_disconnect`` is for lost sessions, not for our own close.
+* ``__aexit__`` sends DISCONNECT, so the broker discards the Will [MQTT-3.14.4-3], waits (up to
+  1 s) for the broker to close the connection - so everything sent before was processed - and
+  ends every task it started. ``on_disconnect`` is for lost sessions, not for our own close.
 """
 
 from __future__ import annotations
@@ -232,6 +235,21 @@ class _Connection:
                 self.writer.transport.abort()
 
 
+async def _broker_closed(stream: asyncio.StreamReader, within_s: float = 1.0) -> None:
+    """Wait (bounded) for the broker to close the connection after our DISCONNECT.
+
+    A broker reads a connection's packets in order, so its close proves it has processed
+    everything we sent before the DISCONNECT - the PUBACKs of the last batch in particular.
+    Mosquitto, for one, reads one packet per connection per loop turn: a client that reconnects
+    with the same identifier at once could otherwise take the session over (§3.1.4) before the
+    old connection's last packets were read, and they would be lost with it.
+    """
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(within_s):
+            while await stream.read(READ_BYTES):
+                pass  # sent before the broker saw our DISCONNECT; QoS 1 ones come again
+
+
 async def _first_packets(stream: asyncio.StreamReader, reader: PacketReader) -> list[Packet]:
     """Read until at least one packet is complete; [] at end of stream."""
     while True:
@@ -321,7 +339,8 @@ class MqttClient:
         await self.close()
 
     async def close(self) -> None:
-        """Send DISCONNECT (no Will), close the connection, end every task. Idempotent."""
+        """Send DISCONNECT (no Will), wait up to 1 s for the broker to close the connection
+        (then it has processed everything sent before), end every task. Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -464,9 +483,11 @@ class MqttClient:
     # -- connecting ---------------------------------------------------------------------------
 
     def _backoff(self, attempt: int) -> float:
+        """Seconds before attempt ``attempt + 1``: random in [min, min x 2^(attempt+1)], capped
+        at max, so that clients dropped together by a broker restart do not return together."""
         o = self.options
-        ceiling = min(o.reconnect_max_s, o.reconnect_min_s * 2 ** min(attempt, 32))
-        return random.uniform(max(o.reconnect_min_s, ceiling / 2), ceiling)
+        ceiling = min(o.reconnect_max_s, o.reconnect_min_s * 2 ** min(attempt + 1, 32))
+        return random.uniform(o.reconnect_min_s, max(o.reconnect_min_s, ceiling))
 
     async def _first_connect(self) -> _Connection:
         o = self.options
@@ -477,8 +498,11 @@ class MqttClient:
             try:
                 return await self._establish(deadline)
             except MqttConnectError as e:
-                # A refusal other than "server unavailable" will not change by retrying.
-                if e.return_code not in (None, 3):
+                # A refusal other than "server unavailable", or a certificate we do not trust,
+                # will not change by retrying.
+                if e.return_code not in (None, 3) or isinstance(
+                    e.__cause__, ssl.SSLCertVerificationError
+                ):
                     raise
                 last = e
             delay = self._backoff(attempt)
@@ -518,8 +542,8 @@ class MqttClient:
                 writer.close()
             if isinstance(e, TimeoutError):
                 raise MqttConnectError(f"no CONNACK from {where} in time") from None
-            if isinstance(e, OSError):
-                raise MqttConnectError(f"cannot reach {where}: {e}") from None
+            if isinstance(e, OSError):  # the cause is kept: a certificate error is final
+                raise MqttConnectError(f"cannot reach {where}: {e}") from e
             if isinstance(e, MqttProtocolError):
                 raise MqttConnectError(f"{where} answered CONNECT with {e.reason}") from None
             raise
@@ -615,7 +639,7 @@ class MqttClient:
                     await asyncio.sleep(self._backoff(attempt))
                     attempt += 1
                     continue
-            reason = await conn.lost
+            reason = await asyncio.shield(conn.lost)  # cancelling us must not cancel it
             lived = loop.time() - conn.started
             await self._teardown(conn, reason)
             self._disconnects += 1
@@ -631,7 +655,8 @@ class MqttClient:
 
     async def _teardown(self, conn: _Connection, reason: str, *, graceful: bool = False) -> None:
         """End a connection: its tasks, its socket, its pending requests."""
-        if graceful and conn.alive:
+        disconnect = graceful and conn.alive
+        if disconnect:
             conn.send(DISCONNECT.encode())
             conn.lose(reason, abort=False)
         else:
@@ -645,6 +670,8 @@ class MqttClient:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if disconnect:
+            await _broker_closed(conn.reader)
         conn.writer.close()
         try:
             async with asyncio.timeout(1.0):

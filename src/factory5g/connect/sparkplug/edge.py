@@ -80,6 +80,7 @@ class EdgeNode:
         self.rebirth_requests = 0
         self._born = asyncio.Event()
         self._host_online = asyncio.Event()
+        self._subscribed = False
         self._lock = asyncio.Lock()
         self._options = options
         self.client = self._new_client()
@@ -108,7 +109,7 @@ class EdgeNode:
             reconnect_min_s=self._options.reconnect_min_s,
             reconnect_max_s=self._options.reconnect_max_s,
         )
-        return MqttClient(opts, on_connect=self._on_connect)
+        return MqttClient(opts, on_connect=self._on_connect, on_disconnect=self._on_disconnect)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -153,8 +154,20 @@ class EdgeNode:
         payload = Payload(metrics=(Metric.for_value("bdSeq", DataType.Int64, self.bd_seq),))
         return str(Topic(MessageType.NDEATH, self.group, self.edge)), encode_payload(payload), 1
 
+    async def _on_disconnect(self, client: MqttClient, reason: str) -> None:
+        # Nothing may be published on the next session before its births (Sparkplug §5.7).
+        self._born.clear()
+        self._host_online.clear()
+
     async def _on_connect(self, client: MqttClient) -> None:
         self._born.clear()
+        # A retained online STATE must trigger the births of this new session too.
+        self._host_online.clear()
+        if self._subscribed:  # the client re-sends its subscriptions after a reconnect
+            if not self.primary_host:
+                await self.birth()
+            return
+        self._subscribed = True
         subs = [
             (str(Topic(MessageType.NCMD, self.group, self.edge)), 1),
             (f"{NAMESPACE}/{self.group}/DCMD/{self.edge}/+", 1),
