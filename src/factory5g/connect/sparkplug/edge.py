@@ -23,7 +23,7 @@ from typing import Any, Self
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from factory5g.connect.mqtt import Message, MqttClient, MqttOptions
+from factory5g.connect.mqtt import Message, MqttClient, MqttError, MqttOptions
 from factory5g.connect.sparkplug.errors import SparkplugDecodeError
 from factory5g.connect.sparkplug.payload import (
     DataType,
@@ -134,7 +134,7 @@ class EdgeNode:
         if self.client.connected:
             try:
                 await asyncio.wait_for(self.client.publish(*self._death()), 2)
-            except (TimeoutError, OSError) as e:
+            except (TimeoutError, OSError, MqttError) as e:
                 log.warning("edge %s: NDEATH not sent: %s", self.edge, e)
         for t in list(self._tasks):
             t.cancel()

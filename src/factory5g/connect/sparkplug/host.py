@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from factory5g.connect.base import UnknownTargetError, WriteRejectedError, WriteResult, WriteValue
-from factory5g.connect.mqtt import Message, MqttClient, MqttOptions
+from factory5g.connect.mqtt import Message, MqttClient, MqttError, MqttOptions
 from factory5g.connect.sparkplug import fastdecode
 from factory5g.connect.sparkplug.errors import SparkplugDecodeError, SparkplugTopicError
 from factory5g.connect.sparkplug.payload import (
@@ -224,8 +224,8 @@ class SparkplugHost:
         self._key_signal = np.empty(0, np.int32)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_log: dict[str, float] = {}
-        self._topics: dict[str, Topic] = {}
-        self._subscribed = False  # topic name → parsed (Topic is immutable)
+        self._topics: dict[str, Topic] = {}  # topic name → parsed (Topic is immutable)
+        self._subscribed = False
         self.unknown_topics = 0
         self.oversized = 0
         self.session_losses = 0
@@ -262,7 +262,7 @@ class SparkplugHost:
                     ),
                     2,
                 )
-            except (TimeoutError, OSError) as e:
+            except (TimeoutError, OSError, MqttError) as e:
                 log.warning("could not publish offline STATE: %s", e)
         await self.client.__aexit__(exc_type, exc, tb)
 
