@@ -44,9 +44,10 @@ def test_check_bad_site_reports_every_problem(steel_site: Path) -> None:
     text = steel_site.read_text(encoding="utf-8")
     text = text.replace('slice = "embb-video"', 'slice = "embb-vdeo"', 1)
     text = text.replace('unit = "MN"', 'unit = "Mn"', 1)
+    load = 'device = "roller_table", metric = "load" }'
     text = text.replace(
-        '{ kind = "sparkplug", group = "hot-mill", edge = "ue-table-plc", device = "roller_table", metric = "load" }',
-        '{ kind = "opc", group = "hot-mill", edge = "ue-table-plc", device = "roller_table", metric = "load" }',
+        f'{{ kind = "sparkplug", group = "hot-mill", edge = "ue-table-plc", {load}',
+        f'{{ kind = "opc", group = "hot-mill", edge = "ue-table-plc", {load}',
     )
     steel_site.write_text(text, encoding="utf-8")
     r = runner.invoke(app, ["check", str(steel_site)])
