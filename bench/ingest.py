@@ -10,10 +10,13 @@ can or at ``--rate`` messages/s in total. Every metric carries the publish time 
 timestamp; metric 0 (``counter``) carries the message's number, so loss and duplicates are
 counted exactly.
 
-Three runs, one after the other, on the same broker and the same publishers:
+The runs, one after the other, on the same broker with the same publishers (fresh processes
+each time):
 
 * ``raw_broker`` (the broker limit): a subscriber that only counts messages (our ``MqttClient``
   ``batches()``, no decoding): messages/s from the first publish to the last message received.
+  On 2 cores the publishers themselves take most of a core: this limit is the broker's *and*
+  theirs (compare ``publish_s`` with ``elapsed_s``).
 * ``ours``: the product path — ``Runtime`` with a ``[sparkplug]`` url pointing at the broker:
   ``SparkplugHost`` (bulk decoding) → ``MemoryBus`` → the store writer → ``EmbeddedStore``
   (DuckDB). A store write returning is "queryable"; per written sample, latency = write return
@@ -21,7 +24,13 @@ Three runs, one after the other, on the same broker and the same publishers:
   the first publish to the return of the write that stored the last sample. Then loss is
   verified by querying: the store API answers the raw samples of every node's ``counter`` (each
   must be exactly 0 … messages-1, once), and the store file, after close, the number of good
-  samples (must equal messages x nodes x 100).
+  samples (must equal messages x nodes x 100). ``store_write_busy_s`` is the time the store
+  spent in writes: next to ``elapsed_s`` it says whether the store was the stage that limited.
+* ``raw_broker`` and ``ours`` alternate ``--repeat`` times (this machine is shared: a noisy
+  neighbour then hits both alike); the report holds the median run of each, and every run's rate.
+* ``ours_at_rate``: ``ours`` once more with the publishers paced at ``--latency-rate`` messages/s
+  in total (default: the goal, 10,000 messages/s = 1,000,000 metrics/s), publishing what is due
+  every 5 ms: the publish → queryable latency at that load, not behind a backlog.
 * ``influxdb``: the same points (same values, same publish times) written to InfluxDB 1.x
   (``influxd`` of the Debian package, started here with a generated config: temporary
   directories, 127.0.0.1 only, ``reporting-disabled``) as line protocol, one point per metric
@@ -36,7 +45,7 @@ Three runs, one after the other, on the same broker and the same publishers:
 The broker runs with ``max_queued_messages 0`` (no limit): QoS 0 messages to a subscriber that
 lags are then queued rather than dropped (Mosquitto's default drops them beyond 1000), so a host
 slower than the publishers shows as latency, not as loss. Publishing flat out, the p99 latency
-is therefore mostly the backlog of the run; ``--rate`` gives the latency at a given load.
+is therefore mostly the backlog of the run; ``ours_at_rate`` gives the latency at a given load.
 
 CPU seconds per component come from ``/proc/<pid>/stat`` (and ``/proc/self/task/<tid>/stat``
 per thread of our process: the event loop, the store worker, DuckDB's own threads).
@@ -45,9 +54,10 @@ Goals (2 cores): ours >= 1,000,000 metrics/s with zero loss, and >= 50 % of the 
 message rate. For scale: ThingsBoard publishes 30,000 messages/s on 8 vCPU and three Cassandra
 nodes.
 
-Usage: ``python bench/ingest.py [--nodes N] [--messages N] [--rate MSGS_PER_S] [--quick]``;
-``--quick`` (CI smoke) takes a few seconds. Mosquitto (``/usr/sbin/mosquitto``) and influxd
-(``/usr/bin/influxd``) must be installed: without them the benchmark fails.
+Usage: ``python bench/ingest.py [--nodes N] [--messages N] [--rate MSGS_PER_S] [--repeat N]
+[--latency-rate MSGS_PER_S] [--quick]``; the full run takes about a minute, ``--quick`` (CI
+smoke: 2 nodes x 500 messages, one repeat) about 6 s. Mosquitto (``/usr/sbin/mosquitto``) and
+influxd (``/usr/bin/influxd``) must be installed: without them the benchmark fails.
 """
 
 from __future__ import annotations
@@ -55,11 +65,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import http.client
 import json
 import multiprocessing as mp
 import os
 import platform
+import queue
 import shutil
 import signal
 import socket
@@ -80,7 +92,7 @@ import numpy as np
 from factory5g.connect.mqtt import MqttClient, MqttOptions
 from factory5g.connect.sparkplug import fastdecode
 from factory5g.connect.sparkplug.edge import DataEncoder, EdgeNode, MetricSpec
-from factory5g.connect.sparkplug.host import equipment_id, signal_name
+from factory5g.connect.sparkplug.host import SparkplugHost, equipment_id, signal_name
 from factory5g.connect.sparkplug.topic import NAMESPACE
 from factory5g.model import load_text
 from factory5g.runtime import Runtime
@@ -117,7 +129,8 @@ def value_table() -> np.ndarray:
     rng = np.random.default_rng(7)
     level = rng.uniform(10, 1000, METRICS)
     steps = rng.normal(0, 0.5, (VALUE_ROWS, METRICS)).cumsum(axis=0)
-    return np.round(level + steps, 2)
+    table: np.ndarray = np.round(level + steps, 2)
+    return table
 
 
 # -- CPU time from /proc ------------------------------------------------------------------------
@@ -279,11 +292,13 @@ bind-address = "127.0.0.1:{rpc_port}"
 
 
 def first_line(argv: list[str]) -> str:
+    """The first line a command prints (its version, here)."""
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    except OSError:
+    except (OSError, subprocess.TimeoutExpired):
         return "?"
-    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
+    lines = (out.stdout or out.stderr).strip().splitlines()
+    return lines[0] if lines else "?"
 
 
 # -- publishers: one process per edge node ------------------------------------------------------
@@ -308,7 +323,7 @@ def publisher_main(job: PublisherJob, ready: Any, go: Any, stop: Any, results: A
 
 async def _publish(job: PublisherJob, ready: Any, go: Any, stop: Any, results: Any) -> None:
     specs = [MetricSpec(name, alias=ALIAS_BASE + j) for j, name in enumerate(NAMES)]
-    encoder = DataEncoder([s.alias for s in specs])
+    encoder = DataEncoder([ALIAS_BASE + j for j in range(METRICS)])
     table = value_table()
     ts_ms = np.zeros(job.messages, np.int64)
     options = MqttOptions(host="127.0.0.1", port=job.port, client_id=f"bench-{job.edge}")
@@ -332,7 +347,7 @@ async def _publish(job: PublisherJob, ready: Any, go: Any, stop: Any, results: A
             values[0] = c
             ts = int(time.time() * 1000)
             ts_ms[c] = ts
-            await node.publish_raw(DEVICE, lambda seq, ts=ts: encoder.encode(values, ts, seq))
+            await node.publish_raw(DEVICE, functools.partial(encoder.encode, values, ts))
         t_last = time.time()
         cpu = time.process_time() - cpu
         results.put(
@@ -370,8 +385,8 @@ class Publishers:
         for _ in self.procs:
             try:
                 await asyncio.to_thread(self._ready.get, True, 60)
-            except Exception as exc:  # queue.Empty
-                raise RuntimeError(f"publishers did not start: {self.exit_codes()}") from exc
+            except queue.Empty:
+                raise RuntimeError(f"publishers did not start: {self.exit_codes()}") from None
 
     def exit_codes(self) -> list[int | None]:
         return [p.exitcode for p in self.procs]
@@ -384,8 +399,8 @@ class Publishers:
         while len(self.results) < len(self.procs):
             try:
                 self.results.append(await asyncio.to_thread(self._results.get, True, 1.0))
-            except Exception:  # queue.Empty: check that they are still alive
-                if any(code not in (None, 0) for code in self.exit_codes()):
+            except queue.Empty:  # they stay until close(): one that exited failed
+                if any(code is not None for code in self.exit_codes()):
                     raise RuntimeError(f"a publisher failed: {self.exit_codes()}") from None
         self.results.sort(key=lambda r: r["index"])
         return self.results
@@ -407,7 +422,7 @@ def publish_span(results: list[dict[str, Any]]) -> tuple[float, float]:
     return min(r["t_first"] for r in results), max(r["t_last"] for r in results)
 
 
-async def wait_for(
+async def wait_until_done(
     done: asyncio.Event, count: Callable[[], int], publishers_done: asyncio.Task[Any]
 ) -> None:
     """Until ``done``, or no progress for STALL_S after the publishers finished."""
@@ -415,8 +430,10 @@ async def wait_for(
     while not done.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), 0.5)
-        if publishers_done.done() and publishers_done.exception() is not None:
-            raise publishers_done.exception()  # type: ignore[misc]
+        if publishers_done.done():
+            failure = publishers_done.exception()
+            if failure is not None:
+                raise failure
         now = count()
         if now != last or not publishers_done.done():
             last, since = now, time.monotonic()
@@ -449,7 +466,7 @@ async def run_raw(broker: Broker, nodes: int, messages: int, rate: float) -> dic
             nonlocal received, t_end
             async for batch in sub.batches():
                 received += len(batch)
-                if received >= target:
+                if received >= target and not done.is_set():
                     t_end = time.time()
                     done.set()
 
@@ -460,7 +477,7 @@ async def run_raw(broker: Broker, nodes: int, messages: int, rate: float) -> dic
             cpu_pub, cpu_broker, cpu_self = pubs.cpu_now(), cpu_s(broker.pid), time.process_time()
             pubs.go()
             collected = asyncio.create_task(pubs.collect(), name="bench-raw-collect")
-            await wait_for(done, lambda: received, collected)
+            await wait_until_done(done, lambda: received, collected)
             results = await collected
             cpu = {
                 "subscriber": round(time.process_time() - cpu_self, 3),
@@ -565,12 +582,21 @@ host_id = "{host_id}"
 """
 
 
+def births_seen(host: SparkplugHost, edges: list[str]) -> bool:
+    """The host learned every node's device (its 100 aliases) from the births."""
+    devices = {
+        n["edge"]: {d["device"]: d["signals"] for d in n["devices"]}
+        for n in host.stats()["nodes"]
+        if n["group"] == GROUP
+    }
+    return all(devices.get(edge, {}).get(DEVICE) == METRICS for edge in edges)
+
+
 async def run_ours(
-    broker: Broker, nodes: int, messages: int, rate: float, work: Path
+    broker: Broker, nodes: int, messages: int, rate: float, store_dir: Path
 ) -> dict[str, Any]:
     port = broker.port
     site = load_text(SITE.format(port=port, host_id=HOST_ID))
-    store_dir = work
     expected = nodes * messages * METRICS
     async with EmbeddedStore.open(store_dir) as inner:
         store = TimedStore(inner)
@@ -585,12 +611,7 @@ async def run_ours(
                 await pubs.start()
                 # The host must know every device's aliases before DATA flows.
                 deadline = time.monotonic() + START_WITHIN_S
-                while not all(
-                    (n := host.nodes.get((GROUP, job.edge))) is not None
-                    and (d := n.devices.get(DEVICE)) is not None
-                    and d.born
-                    for job in pubs.jobs
-                ):
+                while not births_seen(host, [job.edge for job in pubs.jobs]):
                     if time.monotonic() > deadline:
                         raise RuntimeError("the host did not see every birth")
                     await asyncio.sleep(0.01)  # polling a deadline
@@ -599,7 +620,7 @@ async def run_ours(
                 cpu_pub, cpu_broker = pubs.cpu_now(), cpu_s(broker.pid)
                 pubs.go()
                 collected = asyncio.create_task(pubs.collect(), name="bench-ours-collect")
-                await wait_for(store.done, lambda: store.stored, collected)
+                await wait_until_done(store.done, lambda: store.stored, collected)
                 results = await collected
                 cpu: dict[str, Any] = {
                     "host": thread_cpu_delta(cpu_threads),
@@ -694,7 +715,7 @@ def line_protocol(ts_ms: list[np.ndarray], batch_points: int) -> list[bytes]:
         if chunk:
             bodies.append("".join(chunk).encode())
         per_node.append(bodies)
-    out = []
+    out: list[bytes] = []
     for k in range(max(len(b) for b in per_node)):
         out.extend(b[k] for b in per_node if k < len(b))
     return out
@@ -855,6 +876,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     began = time.perf_counter()
+    load_before = os.getloadavg()  # this machine is shared: how busy it was before we started
     warm_s = fastdecode.warm_up()
     work = Path(tempfile.mkdtemp(prefix="f5g-bench-ingest-", dir=args.dir))
     n, m = args.nodes, args.messages
@@ -911,7 +933,7 @@ def main(argv: list[str] | None = None) -> int:
             "influx_writers": args.influx_writers,
             "quick": args.quick,
             "cpus": os.cpu_count(),
-            "load_average": list(os.getloadavg()),
+            "load_average_before": [round(x, 2) for x in load_before],
             "numba_warm_up_s": round(warm_s, 3),
         },
         "ours": ours,
