@@ -203,3 +203,26 @@ async def test_retention_endpoint_removes_old_samples(api: Api) -> None:
     assert r.json()["removed_samples"] == 1
     stats = (await api.client.get("/api/v1/store", headers=api.auth(Role.VIEWER))).json()
     assert stats["retention_days"] == 30
+
+
+async def test_events_endpoint(api: Api) -> None:
+    from factory5g.stream import Event
+
+    before = api.runtime.written_batches
+    await api.runtime.bus.publish(
+        Batch.of([], [], [], events=[Event(2, T0, {"recipe": "DC04", "rows": [[1, 2]]})])
+    )
+    await wait_until(lambda: api.runtime.written_batches > before, what="events stored")
+    h = api.auth(Role.VIEWER)
+    r = (
+        await api.client.get(
+            "/api/v1/signals/2/events", params={"start": T0, "end": T0 + 1}, headers=h
+        )
+    ).json()
+    assert r["events"] == [
+        {"ts": T0, "time": "2027-01-15T08:00:00Z", "data": {"recipe": "DC04", "rows": [[1, 2]]}}
+    ]
+    bad = await api.client.get(
+        "/api/v1/signals/2/events", params={"start": "now", "end": "-1h"}, headers=h
+    )
+    assert bad.status_code == 400

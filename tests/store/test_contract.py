@@ -366,3 +366,24 @@ async def test_historical_samples_are_stored_but_do_not_move_latest(store: AnySt
     assert latest.value.tolist() == [1.0, 2.0]
     raw = await store.query(1, 0, 1000)
     assert raw.value.tolist() == [1.0, 9.0]
+
+
+async def test_events_are_stored_with_the_batch_and_read_back_in_time_order(
+    store: AnyStore,
+) -> None:
+    table = {"kind": "DataSet", "columns": ["a", "b"], "rows": [[1, "x"], [2, None]]}
+    await store.write(
+        Batch.of([1], [100], [1.0], events=[Event(3, 50, "lot 7"), Event(3, 20, table)])
+    )
+    await store.write(Batch.of([], [], [], events=[Event(3, 70, {"nested": {"ok": True}})]))
+    got = await store.events(3, 0, 1000)
+    assert [(e.ts, e.data) for e in got] == [
+        (20, table),
+        (50, "lot 7"),
+        (70, {"nested": {"ok": True}}),
+    ]
+    assert [e.ts for e in await store.events(3, 21, 70)] == [50]
+    assert await store.events(4, 0, 1000) == []
+    assert len(await store.events(3, 0, 1000, limit=2)) == 2
+    await store.apply_retention(60)
+    assert [e.ts for e in await store.events(3, 0, 1000)] == [70]

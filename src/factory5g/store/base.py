@@ -22,8 +22,9 @@ Semantics every implementation keeps (the tests of each backend check them):
   its latest values from all samples when it opens, so after a restart a historical sample newer
   than every live one of its signal becomes the latest (rare; a persisted latest table will fix
   it).
-* The event side channel of a Batch (strings, structures) is not stored yet: the adapters that
-  produce events (Sparkplug DataSets and Templates) bring their storage with them.
+* The event side channel of a Batch (strings, Sparkplug DataSets and Templates, as JSON data) is
+  stored in the same transaction as the samples; ``events(signal, start, end)`` reads it back in
+  time order. Retention removes events too.
 * Signal ids are 0 … 2**24-1: ids index dense arrays (``latest``), and a stray huge id must not
   allocate gigabytes.
 """
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from factory5g.stream.batch import Batch
+from factory5g.stream.batch import Batch, Event
 
 __all__ = ["Agg", "Store", "StoreError", "StoreStats"]
 
@@ -88,6 +89,10 @@ class Store(Protocol):
         agg: Agg = Agg.MEAN,
         limit: int | None = None,
     ) -> Batch: ...
+
+    async def events(
+        self, signal: int, start: int, end: int, limit: int | None = None
+    ) -> list[Event]: ...
 
     async def apply_retention(self, before: int) -> int: ...
 

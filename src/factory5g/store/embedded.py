@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -66,7 +67,7 @@ from factory5g.store.memory import (
     check_query,
     check_signal_ids,
 )
-from factory5g.stream.batch import Batch, Quality
+from factory5g.stream.batch import Batch, Event, Quality
 
 __all__ = ["DB_FILE", "EmbeddedStore", "rollup_source"]
 
@@ -80,6 +81,8 @@ _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS rollup_1s(
         signal INTEGER, second BIGINT, n BIGINT, sum DOUBLE, min DOUBLE, max DOUBLE,
         last_ts BIGINT, last_value DOUBLE, all_good BOOLEAN)""",
+    # Non-numeric values (strings, Sparkplug DataSets and Templates) as JSON text.
+    """CREATE TABLE IF NOT EXISTS events(signal INTEGER, ts BIGINT, data VARCHAR)""",
 )
 
 
@@ -100,6 +103,7 @@ def _commit_batch(
     con: duckdb.DuckDBPyConnection,
     samples_view: dict[str, NDArray[Any]],
     rollup_view: dict[str, NDArray[Any]] | None,
+    events: Sequence[tuple[int, int, str]] = (),
 ) -> None:
     """Insert a batch and its rollup rows in one transaction.
 
@@ -109,9 +113,17 @@ def _commit_batch(
     what the SQL reads. The numpy scan turns NaN into NULL (pandas' missing-value convention); a
     float64 array cannot hold NULL, so every NULL it yields was a NaN and coalesce() puts it
     back. One execute() for the whole transaction: DuckDB's cost per call (~0.2 ms) is as large
-    as the rollup insert itself.
+    as the rollup insert itself. Events (rare) take the slower path of one statement each.
     """
-    con.execute(_COMMIT_SAMPLES if rollup_view is None else _COMMIT_BOTH)
+    if not events:
+        con.execute(_COMMIT_SAMPLES if rollup_view is None else _COMMIT_BOTH)
+        return
+    con.execute("BEGIN TRANSACTION")
+    con.execute(_INSERT_SAMPLES)
+    if rollup_view is not None:
+        con.execute(_INSERT_ROLLUP)
+    con.executemany("INSERT INTO events VALUES (?, ?, ?)", list(events))
+    con.execute("COMMIT")
 
 
 _GOOD: Final = int(Quality.GOOD)
@@ -373,7 +385,7 @@ class EmbeddedStore:
     async def write(self, batch: Batch) -> None:
         """Store ``batch``; returns once it is committed (see the module docstring)."""
         check_signal_ids(batch)
-        if len(batch) == 0:
+        if len(batch) == 0 and not batch.events:
             if self._closed or self._executor is None:
                 raise StoreClosedError(f"{self!r} is not open")
             return
@@ -402,6 +414,28 @@ class EmbeddedStore:
         return await self._run(
             functools.partial(self._aggregate_sync, source, signal, start, end, every, agg, limit)
         )
+
+    async def events(
+        self, signal: int, start: int, end: int, limit: int | None = None
+    ) -> list[Event]:
+        """The events of ``signal`` with ``start <= ts < end``, in time (then write) order."""
+        check_query(start, end, None, Agg.MEAN, limit)
+        return await self._run(functools.partial(self._events_sync, signal, start, end, limit))
+
+    def _events_sync(self, signal: int, start: int, end: int, limit: int | None) -> list[Event]:
+        con = self._connection()
+        sql = (
+            "SELECT ts, data FROM events WHERE signal = ? AND ts >= ? AND ts < ? ORDER BY ts, rowid"
+        )
+        params: list[int] = [signal, start, end]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        try:
+            rows = con.execute(sql, params).fetchall()
+        except duckdb.Error as exc:
+            raise StoreError(f"events query of signal {signal} failed: {exc}") from exc
+        return [Event(signal, int(ts), json.loads(data)) for ts, data in rows]
 
     async def apply_retention(self, before: int) -> int:
         """Delete the samples with ``ts < before``; return how many.
@@ -486,10 +520,11 @@ class EmbeddedStore:
             "value": np.ascontiguousarray(batch.value),
             "quality": np.ascontiguousarray(batch.quality),
         }
-        partials = _rollup_1s(batch)
-        last = None if batch.historical else batch.last_per_signal()
+        partials = _rollup_1s(batch) if len(batch) else None
+        last = None if batch.historical or not len(batch) else batch.last_per_signal()
+        events = [(e.signal, e.ts, json.dumps(e.data)) for e in batch.events]
         try:
-            _commit_batch(con, columns, partials)
+            _commit_batch(con, columns, partials, events)
         except duckdb.Error as exc:
             self._rollback(con, exc)
             raise StoreError(f"writing {len(batch)} samples failed: {exc}") from exc
@@ -585,6 +620,7 @@ class EmbeddedStore:
             con.execute("BEGIN TRANSACTION")
             row = con.execute("DELETE FROM samples WHERE ts < ?", [before]).fetchone()
             deleted = int(row[0]) if row else 0
+            con.execute("DELETE FROM events WHERE ts < ?", [before])
             if within == 0:
                 con.execute("DELETE FROM rollup_1s WHERE second < ?", [second])
             else:

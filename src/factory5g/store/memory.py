@@ -31,7 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from factory5g.store.base import Agg, StoreClosedError, StoreError, StoreQueryError, StoreStats
-from factory5g.stream.batch import Batch, Quality
+from factory5g.stream.batch import Batch, Event, Quality
 
 __all__ = [
     "INT64_MAX",
@@ -110,6 +110,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._parts: list[Batch] = []
         self._live: list[Batch] = []  # the non-historical samples: they alone move ``latest``
+        self._events: list[Event] = []
         self._merged: Batch | None = None
         self._closed = False
 
@@ -146,6 +147,7 @@ class MemoryStore:
     async def write(self, batch: Batch) -> None:
         self._check_open()
         check_signal_ids(batch)
+        self._events.extend(batch.events)
         if len(batch) == 0:
             return
         # Keep the columns only; Batches are immutable by convention, so no copy is needed.
@@ -217,8 +219,18 @@ class MemoryStore:
             bucket_quality(all_good),
         )
 
+    async def events(
+        self, signal: int, start: int, end: int, limit: int | None = None
+    ) -> list[Event]:
+        self._check_open()
+        check_query(start, end, None, Agg.MEAN, limit)
+        found = [e for e in self._events if e.signal == signal and start <= e.ts < end]
+        found.sort(key=lambda e: e.ts)  # stable: write order among equal timestamps
+        return found[:limit] if limit is not None else found
+
     async def apply_retention(self, before: int) -> int:
         self._check_open()
+        self._events = [e for e in self._events if e.ts >= before]
         data = self._samples()
         keep = data.ts >= before
         removed = len(data) - int(np.count_nonzero(keep))

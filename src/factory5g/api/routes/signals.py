@@ -124,3 +124,34 @@ async def history(
         "truncated": every_ns is None and len(batch) >= limit,
         **columns(batch),
     }
+
+
+@router.get(
+    "/signals/{ref}/events",
+    summary="Non-numeric values of a signal (strings, DataSets, Templates) in time order",
+)
+async def events(
+    ref: str,
+    rt: RuntimeDep,
+    _: Viewer,
+    start: Annotated[str, Query(description="ISO 8601, ns since the epoch, or -1h")] = "-1h",
+    end: Annotated[str, Query(description="same forms as start; exclusive")] = "now",
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1_000,
+) -> dict[str, Any]:
+    info = rt.site.signals.get(ref)
+    tz = zoneinfo.ZoneInfo(rt.site.file.site.timezone)
+    now = now_ns()
+    try:
+        start_ns = parse_time(start, now, tz)
+        end_ns = parse_time(end, now, tz)
+    except ValueError as exc:
+        raise Problem(400, str(exc)) from None
+    if end_ns <= start_ns:
+        raise Problem(400, f"end ({iso(end_ns)}) must be after start ({iso(start_ns)})")
+    found = await rt.store.events(info.id, start_ns, end_ns, limit)
+    return {
+        "signal": info.id,
+        "path": info.path,
+        "count": len(found),
+        "events": [{"ts": e.ts, "time": iso(e.ts), "data": e.data} for e in found],
+    }
