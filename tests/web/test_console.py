@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
 
 from ..helpers import FactoryProcess
 
@@ -213,3 +213,132 @@ def test_console_asks_for_a_token_when_the_one_given_is_refused(
     context.close()
     demo.p.send_signal(signal.SIGTERM)
     assert demo.p.wait(15) == 0, demo.output
+
+
+SPARKPLUG_EDGE_NODES = [
+    "hot-mill/ue-f1-plc",
+    "hot-mill/ue-f2-plc",
+    "hot-mill/ue-table-plc",
+    "utilities/ue-utilities",
+]
+MESSAGES_GREW = """([before]) => Object.entries(before).every(([edge, n]) => {
+  const e = document.querySelector(`#spb-nodes tr[data-edge="${edge}"] [data-col="messages"]`);
+  return e !== null && Number(e.textContent.replace(/\\D/g, "")) > n;
+})"""
+WARN_MARKER = """(td) => getComputedStyle(td.firstElementChild, "::before").backgroundColor"""
+
+
+def edge_messages(page: Page, edge: str) -> int:
+    cell = page.locator(f'#spb-nodes tr[data-edge="{edge}"] [data-col="messages"]')
+    return int(re.sub(r"\D", "", cell.inner_text()))
+
+
+def test_console_shows_the_sparkplug_host_and_its_edge_nodes(
+    demo: Server, browser: Browser, tmp_path: Path
+) -> None:
+    url, _ = console_url(demo)
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    seen = Recorder()
+    seen.attach(page)
+    page.goto(url)
+
+    # The entry at the foot of the tree says how many edge nodes publish; it opens the view.
+    entry = page.locator("#tree-sparkplug")
+    expect(entry).to_be_visible()
+    expect(page.locator("#count-sparkplug")).to_have_text("4 edge nodes")
+    entry.click()
+    expect(entry).to_have_attribute("data-selected", "true")
+    expect(page.locator("#connect")).to_be_visible()
+    expect(page.locator("#cards")).to_be_hidden()
+    expect(page.locator("#scope")).to_have_text("Connectivity › Sparkplug B")
+    expect(page.locator("#scope-count")).to_have_text("4 edge nodes · 4 online")
+
+    # The host: connected to the demo's in-process broker.
+    expect(page.locator("#spb-state")).to_have_attribute("data-state", "connected")
+    expect(page.locator("#spb-state .label")).to_have_text("connected")
+    expect(page.locator('#spb-facts [data-fact="host id"]')).to_have_text("factory5g")
+    expect(page.locator('#spb-facts [data-fact="broker"]')).to_contain_text(
+        re.compile(r"^127\.0\.0\.1:\d+")
+    )
+    host_in = page.locator('#spb-facts [data-fact="messages in"] .num')
+    expect(host_in).to_have_text(re.compile(r"^[1-9][\d,]*$"))
+
+    # The four edge nodes of the demo plant, mapped, online, in name order, seen just now.
+    rows = page.locator("#spb-nodes tr[data-edge]")
+    expect(rows).to_have_count(4)
+    assert rows.evaluate_all("rs => rs.map(r => r.dataset.edge)") == SPARKPLUG_EDGE_NODES
+    expect(page.locator('#spb-nodes tbody[data-group="unmapped"]')).to_have_count(0)
+    for edge, devices in zip(SPARKPLUG_EDGE_NODES, ["1/1", "1/1", "2/2", "3/3"], strict=True):
+        row = page.locator(f'#spb-nodes tr[data-edge="{edge}"]')
+        expect(row).to_have_attribute("data-online", "true")
+        expect(row).to_have_attribute("data-mapped", "true")
+        expect(row.locator('[data-col="state"]')).to_have_text("online")
+        expect(row.locator('[data-col="devices"]')).to_have_text(devices)
+        expect(row.locator('[data-col="decode-errors"]')).to_have_attribute("data-warn", "false")
+        expect(row.locator('[data-col="last-seen"]')).to_have_text(re.compile(r"^(<1|\d) s ago$"))
+
+    # Refreshed every 3 s while open: the counts grow and a rate appears.
+    before = {edge: edge_messages(page, edge) for edge in SPARKPLUG_EDGE_NODES}
+    assert all(n > 0 for n in before.values()), before
+    first_in = int(re.sub(r"\D", "", host_in.inner_text()))
+    page.wait_for_function(MESSAGES_GREW, arg=[before], timeout=15_000)
+    assert int(re.sub(r"\D", "", host_in.inner_text())) > first_in
+    expect(rows.first.locator('[data-col="rate"]')).to_have_text(re.compile(r"^\d"))
+    page.screenshot(path=tmp_path / "console-connectivity.png")
+    assert seen.errors == [], seen.errors
+
+    # An unmapped edge node comes first, under its own heading, with its problems in amber.
+    def with_unmapped(route: Route) -> None:
+        answer = route.fetch()
+        body = answer.json()
+        stray = {
+            **body["nodes"][0],
+            "group": "packaging",
+            "edge": "line7-plc",
+            "mapped": False,
+            "devices": [],
+            "gaps": 0,
+            "rebirths": 0,
+            "decode_errors": 3,
+        }
+        body["nodes"].append(stray)
+        body["unmapped"] = [stray]
+        route.fulfill(response=answer, json=body)
+
+    page.route("**/api/v1/connect/sparkplug", with_unmapped)
+    stray_row = page.locator('#spb-nodes tr[data-edge="packaging/line7-plc"]')
+    expect(stray_row).to_have_attribute("data-mapped", "false", timeout=10_000)
+    expect(rows).to_have_count(5)
+    assert rows.first.get_attribute("data-edge") == "packaging/line7-plc"
+    expect(page.locator('#spb-nodes tbody[data-group="unmapped"] tr.group')).to_contain_text(
+        "Unmapped — map them in the site file ([[sparkplug.map]])"
+    )
+    expect(stray_row).to_have_attribute("data-attention", "warn")
+    errors_cell = stray_row.locator('[data-col="decode-errors"]')
+    expect(errors_cell).to_have_attribute("data-warn", "true")
+    expect(stray_row.locator('[data-col="gaps"]')).to_have_attribute("data-warn", "false")
+    assert errors_cell.evaluate(WARN_MARKER) not in ("", "rgba(0, 0, 0, 0)")
+    expect(page.locator("#scope-count")).to_have_text("5 edge nodes · 5 online · 1 unmapped")
+    page.screenshot(path=tmp_path / "console-connectivity-unmapped.png")
+
+    # A site without a Sparkplug host (404): the entry goes, the overview comes back.
+    page.unroute("**/api/v1/connect/sparkplug")
+    page.route(
+        "**/api/v1/connect/sparkplug",
+        lambda route: route.fulfill(
+            status=404,
+            content_type="application/problem+json",
+            body='{"type": "about:blank", "title": "Not Found", "status": 404}',
+        ),
+    )
+    expect(page.locator("#connectivity")).to_be_hidden(timeout=10_000)
+    expect(page.locator("#connect")).to_be_hidden()
+    expect(page.locator("#scope")).to_have_text("All equipment")
+    expect(page.locator("#cards .card")).to_have_count(7)
+
+    # The one 404 is Chromium's own log line for it; nothing else went wrong.
+    unexpected = [e for e in seen.errors if "status of 404" not in e]
+    assert unexpected == [], unexpected
+    assert seen.foreign(demo.port) == [], seen.foreign(demo.port)
+    context.close()

@@ -1124,7 +1124,9 @@ async function pollSparkplug(gen) {
       return;
     }
     const err = $("spb-error");
-    const at = state.spb ? ` — the figures below are from ${state.clock.format(state.spb.at)}` : "";
+    const at = state.spb
+      ? ` — the figures below are from ${state.clock.format(state.spb.at)}`
+      : "";
     err.textContent = `Cannot refresh the Sparkplug host's counters (${e.message})${at}`;
     err.hidden = false;
     $("connect").dataset.stale = "true";
@@ -1158,6 +1160,10 @@ function rateText(r) {
   return numberFormat(r < 10 ? 1 : 0).format(r);
 }
 
+function rateSuffix(r) {
+  return r === null || r === undefined ? "" : ` · ${rateText(r)}/s`;
+}
+
 function formatBytes(b) {
   const units = ["B", "kB", "MB", "GB", "TB"];
   let i = 0;
@@ -1184,11 +1190,11 @@ function renderSparkplug() {
   const attention = nodes.map(nodeAttention);
 
   // The tree entry: how many edge nodes, and whether anything wants a look.
+  const count = `${nodes.length} edge node${nodes.length === 1 ? "" : "s"}`;
   const summary =
-    `${nodes.length} edge node${nodes.length === 1 ? "" : "s"} · ${online} online` +
-    (unmapped.length ? ` · ${unmapped.length} unmapped` : "");
+    `${count} · ${online} online` + (unmapped.length ? ` · ${unmapped.length} unmapped` : "");
   $("connectivity").hidden = false;
-  $("count-sparkplug").textContent = `${nodes.length} edge node${nodes.length === 1 ? "" : "s"}`;
+  $("count-sparkplug").textContent = count;
   const entry = $("tree-sparkplug");
   entry.dataset.state = !data.connected
     ? "bad"
@@ -1197,7 +1203,8 @@ function renderSparkplug() {
       : attention.includes("warn")
         ? "warn"
         : "ok";
-  entry.title = `Sparkplug B host ${data.host_id} · ${data.connected ? "connected" : "disconnected"} · ${summary}`;
+  const link = data.connected ? "connected" : "disconnected";
+  entry.title = `Sparkplug B host ${data.host_id} · ${link} · ${summary}`;
   if (state.scope.kind !== "connect") return;
 
   $("scope-count").textContent = summary;
@@ -1209,12 +1216,11 @@ function renderSparkplug() {
   const mqtt = data.mqtt ?? {};
   const int = numberFormat(0);
   const hostRate = spb.prev.get("\u0000host")?.rate;
-  const broker = data.demo_broker ? `${data.broker} (in-process demo broker)` : data.broker;
   const facts = [
     ["host id", data.host_id, { mono: true }],
-    ["broker", broker, { mono: true }],
+    ["broker", data.broker, { mono: true, tag: data.demo_broker ? "in-process demo" : null }],
     ["STATE topic", data.state_topic, { mono: true }],
-    ["messages in", int.format(mqtt.messages_in ?? 0), { suffix: hostRate == null ? "" : ` · ${rateText(hostRate)}/s` }],
+    ["messages in", int.format(mqtt.messages_in ?? 0), { suffix: rateSuffix(hostRate) }],
     ["received", formatBytes(mqtt.bytes_in ?? 0)],
     ["sessions lost", int.format(data.session_losses), { warn: data.session_losses > 0 }],
     ["unknown topics", int.format(data.unknown_topics), { warn: data.unknown_topics > 0 }],
@@ -1223,8 +1229,13 @@ function renderSparkplug() {
   const dl = $("spb-facts");
   dl.replaceChildren();
   for (const [k, v, o = {}] of facts) {
-    const dd = el("dd", { "data-fact": k, "data-warn": String(Boolean(o.warn)) }, el("span", { class: o.mono ? "mono" : "num", text: v }));
+    const dd = el(
+      "dd",
+      { "data-fact": k, "data-warn": String(Boolean(o.warn)) },
+      el("span", { class: o.mono ? "mono" : "num", text: v }),
+    );
     if (o.suffix) dd.append(el("span", { class: "muted", text: o.suffix }));
+    if (o.tag) dd.append(el("span", { class: "tag", text: o.tag, title: `${o.tag} broker` }));
     dl.append(el("div", {}, el("dt", { text: k }), dd));
   }
 
@@ -1268,6 +1279,7 @@ function nodeRow(n) {
   const devicesOnline = n.devices.filter((d) => d.online).length;
   const counter = (col, text, warn = false) =>
     el("td", { class: "n", "data-col": col, "data-warn": String(warn) }, el("span", { text }));
+  const rate = state.spb.prev.get(key)?.rate;
   const stateWord = n.online ? "online" : n.born ? "offline" : "no birth";
   const facts = [
     `bdSeq ${n.bd_seq ?? "—"}`,
@@ -1279,7 +1291,9 @@ function nodeRow(n) {
   const devicesDown = devicesOnline < n.devices.length;
   const devices = counter("devices", `${devicesOnline}/${n.devices.length}`, devicesDown);
   devices.title = n.devices.length
-    ? n.devices.map((d) => `${d.device}: ${d.online ? "online" : "offline"}, ${d.signals} signals`).join("\n")
+    ? n.devices
+        .map((d) => `${d.device}: ${d.online ? "online" : "offline"}, ${d.signals} signals`)
+        .join("\n")
     : "no devices";
   const age = el("td", { class: "n age", "data-col": "last-seen" });
   state.spb.ages.push([age, n.last_seen === null ? null : n.last_seen * 1_000]);
@@ -1313,7 +1327,7 @@ function nodeRow(n) {
     devices,
     counter("signals", int.format(n.signals)),
     counter("messages", int.format(n.messages)),
-    el("td", { class: "n rate", "data-col": "rate", text: rateText(state.spb.prev.get(key)?.rate) }),
+    el("td", { class: "n rate", "data-col": "rate", text: rateText(rate) }),
     counter("metrics", int.format(n.metrics)),
     counter("gaps", int.format(n.gaps), n.gaps > 0),
     counter("rebirths", int.format(n.rebirths), n.rebirths > 0),
