@@ -173,7 +173,9 @@ async def test_idle_pings_and_a_missing_pingresp_drops_the_connection(fake: Fake
             await wait_until(lambda: pings() == 1, within=5, what="a PINGREQ")
             proxy.freeze_down()  # the next PINGREQ reaches the broker, its PINGRESP does not
             await wait_until(lambda: bool(reasons), within=5, what="the loss")
-            assert pings() == 2
+            # The frozen PINGREQ, and one more a keep alive later ([MQTT-3.1.2-23] holds even
+            # while a PINGRESP is awaited); the loss comes 1.5 keep alives after the first.
+            assert pings() == 3
             proxy.thaw()
             await wait_until(lambda: client.stats()["connects"] == 2, what="a new session")
     assert reasons == ["no PINGRESP within 1.5 s"]
@@ -343,3 +345,38 @@ def test_a_missing_mosquitto_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(connect_conftest, "MOSQUITTO", "/nonexistent/mosquitto")
     with pytest.raises(pytest.fail.Exception, match="mosquitto is not installed"):
         connect_conftest.require_mosquitto()
+
+
+async def test_a_receive_only_client_keeps_its_session_on_our_broker() -> None:
+    """Regression: a subscriber that only receives sent its next PINGREQ 1.5 keep alives after
+    the last one, exactly when the broker gives up on it: the demo host lost its session every
+    75 s. It must ping every keep alive."""
+    from factory5g.connect.mqtt import MqttBroker
+
+    async with MqttBroker(host="127.0.0.1", port=0) as broker:
+        sub = MqttClient(
+            MqttOptions(host="127.0.0.1", port=broker.port, client_id="only-reads", keepalive_s=1)
+        )
+        pub = MqttClient(MqttOptions(host="127.0.0.1", port=broker.port, client_id="writes"))
+        async with sub, pub:
+            await sub.subscribe([("t/#", 0)])
+            got = 0
+
+            async def consume() -> None:
+                nonlocal got
+                async for batch in sub.batches():
+                    got += len(batch)
+
+            task = asyncio.create_task(consume())
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 4.5  # three times the broker's 1.5 s expiry
+            sent = 0
+            while loop.time() < end:
+                await pub.publish("t/x", b"x" * 100)
+                sent += 1
+                await asyncio.sleep(0.01)
+            await wait_until(lambda: got == sent, what="every message")
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert sub.stats()["connects"] == 1
+            assert sub.stats()["disconnects"] == 0

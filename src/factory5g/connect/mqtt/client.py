@@ -831,21 +831,23 @@ class MqttClient:
         loop = asyncio.get_running_loop()
         while conn.alive:
             now = loop.time()
-            if conn.ping_sent is not None:
-                if conn.paused:
-                    wake = now + k
-                elif now - conn.ping_sent >= 1.5 * k:
-                    conn.lose(f"no PINGRESP within {1.5 * k:g} s")
-                    return
-                else:
-                    wake = conn.ping_sent + 1.5 * k
-            else:
-                due = min(conn.last_sent, conn.last_received) + k
-                if now >= due:
-                    conn.send(PINGREQ.encode())
+            waiting = conn.ping_sent is not None and not conn.paused
+            if waiting and conn.ping_sent is not None and now - conn.ping_sent >= 1.5 * k:
+                conn.lose(f"no PINGRESP within {1.5 * k:g} s")
+                return
+            # [MQTT-3.1.2-23]: a control packet within every keep-alive period, whether or not
+            # an earlier PINGREQ is still unanswered (a receive-only client sends nothing else).
+            due = conn.last_sent + k
+            if conn.ping_sent is None:  # silence from the broker is worth a ping too
+                due = min(due, conn.last_received + k)
+            if now >= due:
+                conn.send(PINGREQ.encode())
+                if conn.ping_sent is None:
                     conn.ping_sent = now
-                    continue
-                wake = due
+                continue
+            wake = due
+            if waiting and conn.ping_sent is not None:
+                wake = min(due, conn.ping_sent + 1.5 * k)
             await asyncio.sleep(max(wake - now, 0.005))
 
     # -- consuming ----------------------------------------------------------------------------
