@@ -23,8 +23,26 @@ async def test_runtime_with_simulator_stores_data_and_leaves_no_task(steel_site:
         assert rt.sim is not None
         assert rt.tasks  # the writer and housekeeping run
         await wait_until(lambda: rt.written_samples >= 10 * len(site.signals), what="sim data")
-        latest = await rt.store.latest([s.id for s in site.signals])
-        assert sorted(latest.signal.tolist()) == [s.id for s in site.signals]
+        ids = [s.id for s in site.signals]
+
+        async def all_good() -> bool:
+            latest = await rt.store.latest(ids)
+            return sorted(latest.signal.tolist()) == ids and bool((latest.quality == 0xC0).all())
+
+        for _ in range(500):  # every signal, fresh and good (births carry no value yet)
+            if await all_good():
+                break
+            await asyncio.sleep(0.01)
+        latest = await rt.store.latest(ids)
+        assert sorted(latest.signal.tolist()) == ids
+        bad = [
+            site.signals.get(int(s)).path
+            for s, q in zip(latest.signal, latest.quality, strict=True)
+            if q != 0xC0
+        ]
+        assert bad == []
+        assert rt.sparkplug is not None
+        assert all(n["alias_conflicts"] == 0 for n in rt.sparkplug.stats()["nodes"])
     assert asyncio.all_tasks() == before
     assert not rt.tasks
 

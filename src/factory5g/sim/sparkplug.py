@@ -55,7 +55,9 @@ class SparkplugPeers:
                 metrics = devs.setdefault(b.device, [])
                 # Every metric is a Double on the wire (bools as 0/1): one DataEncoder layout
                 # per device keeps the simulated gateways cheap; the site gives the signal type.
-                spec = MetricSpec(b.metric, DataType.Double, _ALIAS_BASE + len(metrics), s.unit)
+                # Aliases are unique per edge node, across its devices (Sparkplug §6.4.4).
+                alias = _ALIAS_BASE + sum(len(ms) for ms in devs.values())
+                spec = MetricSpec(b.metric, DataType.Double, alias, s.unit)
                 metrics.append((info.id, spec))
         self.nodes: list[EdgeNode] = []
         self._devices: dict[int, list[_Device]] = {}

@@ -136,6 +136,7 @@ class NodeStats:
     births: int = 0
     deaths: int = 0
     stale_deaths: int = 0
+    alias_conflicts: int = 0
     last_seen: float | None = None
 
 
@@ -165,6 +166,12 @@ class NodeState:
     gap_since: float | None = None
     last_rebirth_request: float = -1e18
     stats: NodeStats = field(default_factory=NodeStats)
+
+    def births_seen(self, device: str | None, signal: int) -> bool:
+        """True if ``signal`` was born by a device (or the node) other than ``device``."""
+        if device is not None and signal in self.signals:
+            return True
+        return any(d != device and signal in st.signals for d, st in self.devices.items())
 
     def all_signals(self) -> set[int]:
         out = set(self.signals)
@@ -469,6 +476,19 @@ class SparkplugHost:
             ids.append(sid)
             node.names[(device, m.name)] = sid
             if m.alias is not None:
+                known = node.aliases.get(int(m.alias))
+                if known is not None and known != sid and node.births_seen(device, known):
+                    # Sparkplug §6.4.4: aliases are unique per edge node, devices included.
+                    node.stats.alias_conflicts += 1
+                    self._warn(
+                        "alias",
+                        "%s/%s: alias %d reused by %s/%s",
+                        node.group,
+                        node.edge,
+                        int(m.alias),
+                        device or "(node)",
+                        m.name,
+                    )
                 node.aliases[int(m.alias)] = sid
             if sid != _IGNORE:
                 ref = MetricRef(device, m.name, m.alias, int(m.datatype or 0))
@@ -889,6 +909,7 @@ class SparkplugHost:
             "births": s.births,
             "deaths": s.deaths,
             "stale_deaths": s.stale_deaths,
+            "alias_conflicts": s.alias_conflicts,
             "last_seen": s.last_seen,
         }
 
