@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 
 async def wait_until(predicate: Callable[[], bool], within: float = 10.0, what: str = "") -> None:
@@ -100,3 +102,37 @@ def steel_sim_text() -> str:
     start = text.index("[sparkplug]")
     end = text.index("# ----", start)
     return text[:start] + text[end:]
+
+
+def run_quick_bench(name: str, within_s: float = 120) -> tuple[dict[str, Any], str]:
+    """Run ``bench/<name>.py --quick``; check it printed exactly one JSON line; return it and
+    what the bench wrote to stderr (its human table)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"),
+            "--quick",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=within_s,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1, done.stdout
+    report: dict[str, Any] = json.loads(lines[0])
+    assert report["bench"] == name
+    assert report["config"]["quick"] is True
+    return report, done.stderr
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], within: float = 10.0, what: str = ""
+) -> None:
+    """Await ``check()`` until it is true; fail after ``within`` seconds (a deadline)."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what or check}")
+        await asyncio.sleep(0.01)

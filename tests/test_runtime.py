@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from factory5g.runtime import Runtime
 from factory5g.store import MemoryStore
 from factory5g.stream import Batch
 
-from .helpers import wait_until
+from .helpers import eventually, wait_until
 
 
 async def test_runtime_with_simulator_stores_data_and_leaves_no_task(steel_site: Path) -> None:
@@ -29,10 +30,9 @@ async def test_runtime_with_simulator_stores_data_and_leaves_no_task(steel_site:
             latest = await rt.store.latest(ids)
             return sorted(latest.signal.tolist()) == ids and bool((latest.quality == 0xC0).all())
 
-        for _ in range(500):  # every signal, fresh and good (births carry no value yet)
-            if await all_good():
-                break
-            await asyncio.sleep(0.01)
+        # Every signal good once data flows (births carry no value yet: null, bad quality).
+        with contextlib.suppress(AssertionError):
+            await eventually(all_good, within=5, what="every signal good")
         latest = await rt.store.latest(ids)
         assert sorted(latest.signal.tolist()) == ids
         bad = [

@@ -4,15 +4,12 @@ them this test fails, it does not skip."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import run_quick_bench
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 INFLUXD = shutil.which("influxd") or "/usr/bin/influxd"
@@ -23,20 +20,8 @@ def test_quick_bench_prints_one_json_line() -> None:
     for path, package in ((MOSQUITTO, "mosquitto"), (INFLUXD, "influxdb")):
         if not Path(path).exists():
             pytest.fail(f"{path} is missing: run scripts/system-deps, or apt-get install {package}")
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "ingest.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    assert len(lines) == 1, done.stdout
-    report = json.loads(lines[0])
-    assert report["bench"] == "ingest"
+    report, stderr = run_quick_bench("ingest", within_s=120)
     config = report["config"]
-    assert config["quick"] is True
 
     ours = report["ours"]
     published = config["nodes"] * config["messages_per_node"] * config["metrics_per_message"]
@@ -66,4 +51,4 @@ def test_quick_bench_prints_one_json_line() -> None:
     for name in GOALS:
         assert isinstance(report["goals"][name]["pass"], bool), name
     assert report["goals"]["loss"]["pass"] is True
-    assert "goals:" in done.stderr  # the human table
+    assert "goals:" in stderr  # the human table

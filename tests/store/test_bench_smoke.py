@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
-from tests.conftest import REPO
+from tests.helpers import run_quick_bench
 
 BACKENDS = ("ours", "sqlite", "parquet")
 FIGURES = ("write_samples_per_s", "query_ms", "bytes_per_sample")
 
 
 def test_quick_bench_prints_one_json_line() -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "store.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    lines = done.stdout.splitlines()
-    assert len(lines) == 1, done.stdout
-    report = json.loads(lines[0])
-    assert report["bench"] == "store"
-    assert report["config"]["quick"] is True
+    report, stderr = run_quick_bench("store", within_s=60)
     for name in BACKENDS:
         for figure in FIGURES:
             assert report["backends"][name][figure] > 0, (name, figure)
@@ -40,4 +25,4 @@ def test_quick_bench_prints_one_json_line() -> None:
             assert abs(ratio - want) <= 1e-9 * want
     # Three backends, same data, same question: same answer.
     assert report["results_agree"] is True
-    assert "goals (ours)" in done.stderr  # the human table
+    assert "goals (ours)" in stderr  # the human table

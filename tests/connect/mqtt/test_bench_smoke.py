@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
-from tests.conftest import REPO
+from tests.helpers import run_quick_bench
 
 PARSE = (
     "publish_2kb_qos0_packets_per_s",
@@ -16,18 +12,7 @@ PARSE = (
 
 
 def test_quick_bench_prints_one_json_line() -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "mqtt.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    lines = done.stdout.splitlines()
-    assert len(lines) == 1, done.stdout
-    report = json.loads(lines[0])
-    assert report["bench"] == "mqtt"
-    assert report["config"]["quick"] is True
+    report, stderr = run_quick_bench("mqtt", within_s=60)
     for figure in PARSE:
         assert report["parse"][figure] > 0, figure
     goal = report["goals"]["publish_2kb_qos0_packets_per_s"]
@@ -39,4 +24,4 @@ def test_quick_bench_prints_one_json_line() -> None:
         assert e2e["lost"] == 0
         assert e2e["msgs_per_s"] > 0
         assert e2e["cpu_us_per_message"] > 0
-    assert "goal: 2 KB QoS 0 parse" in done.stderr
+    assert "goal: 2 KB QoS 0 parse" in stderr
