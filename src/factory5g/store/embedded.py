@@ -99,6 +99,11 @@ _COMMIT_BOTH: Final = f"BEGIN TRANSACTION; {_INSERT_SAMPLES}; {_INSERT_ROLLUP}; 
 _COMMIT_SAMPLES: Final = f"BEGIN TRANSACTION; {_INSERT_SAMPLES}; COMMIT"
 
 
+def _limited(sql: str, params: list[int], limit: int | None) -> tuple[str, list[int]]:
+    """``sql`` and its parameters, with ``LIMIT ?`` when a limit is given."""
+    return (sql, params) if limit is None else (f"{sql} LIMIT ?", [*params, limit])
+
+
 def _commit_batch(
     con: duckdb.DuckDBPyConnection,
     samples_view: dict[str, NDArray[Any]],
@@ -427,12 +432,8 @@ class EmbeddedStore:
         sql = (
             "SELECT ts, data FROM events WHERE signal = ? AND ts >= ? AND ts < ? ORDER BY ts, rowid"
         )
-        params: list[int] = [signal, start, end]
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
         try:
-            rows = con.execute(sql, params).fetchall()
+            rows = con.execute(*_limited(sql, [signal, start, end], limit)).fetchall()
         except duckdb.Error as exc:
             raise StoreError(f"events query of signal {signal} failed: {exc}") from exc
         return [Event(signal, int(ts), json.loads(data)) for ts, data in rows]
@@ -547,12 +548,8 @@ class EmbeddedStore:
             "SELECT ts, value, quality FROM samples "
             "WHERE signal = ? AND ts >= ? AND ts < ? ORDER BY ts, rowid"
         )
-        params: list[int] = [signal, start, end]
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
         try:
-            r = con.execute(sql, params).fetchnumpy()
+            r = con.execute(*_limited(sql, [signal, start, end], limit)).fetchnumpy()
         except duckdb.Error as exc:
             raise StoreError(f"query of signal {signal} failed: {exc}") from exc
         ts = _column(r, "ts", np.int64)
@@ -597,11 +594,8 @@ class EmbeddedStore:
                 "GROUP BY k ORDER BY k"
             )
             params = [origin, every, signal, start, end]
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
         try:
-            r = con.execute(sql, params).fetchnumpy()
+            r = con.execute(*_limited(sql, params, limit)).fetchnumpy()
         except duckdb.Error as exc:
             raise StoreError(f"{agg} query of signal {signal} failed: {exc}") from exc
         k = _column(r, "k", np.int64)

@@ -374,7 +374,7 @@ async def test_a_receive_only_client_keeps_its_session_on_our_broker() -> None:
             while loop.time() < end:
                 await pub.publish("t/x", b"x" * 100)
                 sent += 1
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # the publisher's pace, not a wait for state
             await wait_until(lambda: got == sent, what="every message")
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

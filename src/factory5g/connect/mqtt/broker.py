@@ -41,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Final, Self, TypedDict
 
+from factory5g.connect.mqtt._io import READ_BYTES, first_packets
 from factory5g.connect.mqtt.errors import MqttProtocolError
 from factory5g.connect.mqtt.packets import (
     DEFAULT_MAX_PACKET_BYTES,
@@ -67,7 +68,6 @@ __all__ = ["MqttBroker", "MqttBrokerStats"]
 
 log = logging.getLogger(__name__)
 
-READ_BYTES: Final = 65_536
 _ROUTE_CACHE_TOPICS: Final = 10_000
 
 
@@ -253,7 +253,7 @@ class MqttBroker:
         try:
             # §3.1.4: a CONNECT within a reasonable time, or the connection is closed.
             async with asyncio.timeout(self._connect_timeout_s):
-                first = await _first_packets(reader, packets)
+                first = await first_packets(reader, packets)
         except MqttProtocolError as e:
             if e.connack_code is not None:  # e.g. [MQTT-3.1.2-2] protocol level
                 writer.write(Connack(False, e.connack_code).encode())
@@ -504,14 +504,3 @@ def _who(conn: _Conn | None, writer: asyncio.StreamWriter) -> str:
     if conn is not None:
         return repr(conn.client_id)
     return str(writer.get_extra_info("peername"))
-
-
-async def _first_packets(stream: asyncio.StreamReader, reader: PacketReader) -> list[Packet]:
-    """Read until at least one packet is complete; [] at end of stream."""
-    while True:
-        data = await stream.read(READ_BYTES)
-        if not data:
-            return []
-        packets = reader.feed(data)
-        if packets:
-            return packets

@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypedDict
 
+from factory5g.connect.mqtt._io import READ_BYTES, first_packets
 from factory5g.connect.mqtt.errors import (
     MqttClosedError,
     MqttConnectError,
@@ -95,7 +96,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-READ_BYTES = 65_536
 # A connection that lived this long resets the reconnect backoff to its minimum.
 _STABLE_S = 1.0
 
@@ -248,17 +248,6 @@ async def _broker_closed(stream: asyncio.StreamReader, within_s: float = 1.0) ->
         async with asyncio.timeout(within_s):
             while await stream.read(READ_BYTES):
                 pass  # sent before the broker saw our DISCONNECT; QoS 1 ones come again
-
-
-async def _first_packets(stream: asyncio.StreamReader, reader: PacketReader) -> list[Packet]:
-    """Read until at least one packet is complete; [] at end of stream."""
-    while True:
-        data = await stream.read(READ_BYTES)
-        if not data:
-            return []
-        packets = reader.feed(data)
-        if packets:
-            return packets
 
 
 def _check_qos(qos: int) -> None:
@@ -535,7 +524,7 @@ class MqttClient:
                     o.host, o.port, ssl=o.tls, server_hostname=o.host if o.tls else None
                 )
                 writer.write(connect)
-                packets = await _first_packets(stream, reader)
+                packets = await first_packets(stream, reader)
         except BaseException as e:
             if writer is not None:
                 writer.transport.abort()
