@@ -342,6 +342,12 @@ def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[list[str | int]
     # "imsi-" is an optional prefix of the same SUPI (TS 23.003 §2.2A)
     yield from _dupes(devices, "imsi", "IMSI", ["device"], lambda v: v.removeprefix("imsi-"))
     yield from _dupes(equipment, "id", "equipment", ["equipment"])
+    opcua = list(_items(data, "opcua"))
+    modbus = list(_items(data, "modbus"))
+    yield from _dupes(opcua, "id", "OPC UA endpoint", ["opcua"])
+    yield from _dupes(modbus, "id", "Modbus device", ["modbus"])
+    opcua_ids = [str(o.get("id")) for _, o in opcua]
+    modbus_ids = [str(m.get("id")) for _, m in modbus]
 
     cell_ids = [str(c.get("id")) for _, c in cells]
     slice_names = [str(s.get("name")) for _, s in slices]
@@ -391,6 +397,12 @@ def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[list[str | int]
                 signal_types[f"{eq['id']}.{s['name']}"] = str(s.get("type", "float"))
             b = s.get("binding")
             if isinstance(b, Mapping):
+                endpoint = b.get("endpoint")
+                if b.get("kind") == "opcua" and isinstance(endpoint, str):
+                    if not endpoint.startswith("opc.tcp://"):
+                        yield from _ref(endpoint, opcua_ids, "OPC UA endpoint", [*loc, "binding"])
+                if b.get("kind") == "modbus" and b.get("device") is not None:
+                    yield from _ref(b.get("device"), modbus_ids, "Modbus device", [*loc, "binding"])
                 key = _binding_key(b)
                 if key is not None:
                     if key in bound:
@@ -448,14 +460,8 @@ def _binding_key(b: Mapping[str, Any]) -> tuple[Any, ...] | None:
     if kind == "opcua":
         return (kind, b.get("endpoint"), b.get("node"))
     if kind == "modbus":
-        return (
-            kind,
-            b.get("host"),
-            b.get("port", 502),
-            b.get("unit", 1),
-            b.get("table", "holding"),
-            b.get("address"),
-        )
+        where = b.get("device") or (b.get("host"), b.get("port", 502), b.get("unit", 1))
+        return (kind, where, b.get("table", "holding"), b.get("address"), b.get("bit"))
     if kind == "sim":
         return (kind, b.get("model"), b.get("output"), id(b))  # sim outputs may be shared
     return None

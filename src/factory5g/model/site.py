@@ -9,6 +9,9 @@ Structure (TOML arrays of tables use singular names)::
     [[equipment]]       ISA-95 place (area / line / cell), device, [[equipment.signal]]
     [[alarm]]           rules on signals
     [control]           [[control.writable]] signals operators may write, with interlocks
+    [sparkplug]         the Sparkplug B host application (broker, host id, groups)
+    [[opcua]]           OPC UA servers: url, security, certificates, credentials
+    [[modbus]]          Modbus TCP devices: host, unit, timeouts, request limits
     [apps.<name>]       settings of each app
 
 Cross-references (a device's slice, a signal's unit, an alarm's signal...) are checked by
@@ -205,28 +208,60 @@ class SparkplugBinding(_Strict):
 
 class OpcUaBinding(_Strict):
     kind: Literal["opcua"]
-    endpoint: str = Field(pattern=r"^opc\.tcp://")
-    node: str = Field(
-        pattern=r"^(ns=\d+;)?[isgb]=.+$", description="node id, e.g. ns=2;s=Stand1.Speed"
+    endpoint: str = Field(
+        min_length=1,
+        description="id of an [[opcua]] endpoint, or an opc.tcp:// URL (anonymous, no security)",
     )
-    sampling_ms: float = Field(100.0, ge=0)
+    node: str = Field(
+        pattern=r"^(ns=\d+;|nsu=[^;]+;)?[isgb]=.+$",
+        description="node id, e.g. ns=2;s=Stand1.Speed",
+    )
+    sampling_ms: float = Field(100.0, ge=0, description="server-side sampling interval")
+
+
+ModbusTable = Literal["holding", "input", "coil", "discrete"]
+ModbusType = Literal["int16", "uint16", "int32", "uint32", "int64", "float32", "float64", "bool"]
 
 
 class ModbusBinding(_Strict):
     kind: Literal["modbus"]
-    host: str = Field(min_length=1)
+    device: str | None = Field(None, description="id of a [[modbus]] device")
+    host: str | None = Field(None, min_length=1, description="inline device, instead of device")
     port: int = Field(502, ge=1, le=65535)
     unit: int = Field(1, ge=0, le=255)
-    table: Literal["holding", "input", "coil", "discrete"] = "holding"
+    table: ModbusTable = "holding"
     address: int = Field(ge=0, le=65535, description="register or coil number (0-based)")
-    type: Literal["int16", "uint16", "int32", "uint32", "int64", "float32", "float64", "bool"] = (
-        "uint16"
-    )
+    type: ModbusType = "uint16"
+    bit: int | None = Field(None, ge=0, le=15, description="one bit of a 16-bit register")
     word_order: Literal["big", "little"] = "big"
     byte_order: Literal["big", "little"] = "big"
     scale: float = 1.0
     offset: float = 0.0
-    poll_ms: float = Field(1000.0, gt=0)
+    poll_ms: float = Field(1000.0, gt=0, description="poll group: signals sharing an interval")
+
+    @model_validator(mode="after")
+    def _shape(self) -> ModbusBinding:
+        if (self.device is None) == (self.host is None):
+            raise ValueError("a modbus binding names either a device or a host, not both")
+        bits = self.table in ("coil", "discrete")
+        if bits and self.type != "bool":
+            raise ValueError(f"{self.table} entries are single bits: type must be 'bool'")
+        if self.bit is not None and (bits or self.type not in ("int16", "uint16", "bool")):
+            raise ValueError("bit selects one bit of a 16-bit register: table holding or input")
+        if not bits and self.type == "bool" and self.bit is None:
+            raise ValueError("a bool in a register needs bit = 0..15")
+        if self.scale == 0:
+            raise ValueError("scale must not be 0")
+        return self
+
+    @property
+    def registers(self) -> int:
+        """How many 16-bit registers (or bits, for coils) the value spans."""
+        return {"int32": 2, "uint32": 2, "float32": 2, "int64": 4, "float64": 4}.get(self.type, 1)
+
+    @property
+    def writable(self) -> bool:
+        return self.table in ("holding", "coil")
 
 
 BINDING_KINDS = ("sim", "sparkplug", "opcua", "modbus")
@@ -384,6 +419,64 @@ class SparkplugSettings(_Strict):
     map: tuple[SparkplugMap, ...] = ()
 
 
+# -- [[opcua]] and [[modbus]]: the equipment protocol endpoints ---------------------------
+
+
+class OpcUaEndpoint(_Strict):
+    """An OPC UA server: one session, one subscription per publishing interval."""
+
+    id: str = Field(pattern=ID_RE)
+    url: str = Field(pattern=r"^opc\.tcp://[^/:]+(:\d+)?(/.*)?$")
+    security: Literal["none", "sign", "sign_encrypt"] = "none"
+    policy: Literal["Basic256Sha256"] = Field(
+        "Basic256Sha256", description="security policy when security is not none"
+    )
+    cert_file: str | None = Field(None, description="client application certificate (DER/PEM)")
+    key_file: str | None = Field(None, description="its private key (PEM)")
+    trust: tuple[str, ...] = Field(
+        (), description="server certificate files trusted (required with security)"
+    )
+    username: str | None = None
+    password_env: str | None = Field(
+        None, description="name of the environment variable holding the password"
+    )
+    publishing_ms: float = Field(100.0, gt=0, description="subscription publishing interval")
+    timeout_s: float = Field(4.0, gt=0, le=300, description="per request")
+
+    @model_validator(mode="after")
+    def _secure(self) -> OpcUaEndpoint:
+        if self.security != "none":
+            if not (self.cert_file and self.key_file):
+                raise ValueError(f"security {self.security!r} needs cert_file and key_file")
+            if not self.trust:
+                raise ValueError(
+                    f"security {self.security!r} needs the server certificate in trust "
+                    "(factory5g connect browse URL --save-cert FILE fetches it)"
+                )
+        if self.password_env is not None and self.username is None:
+            raise ValueError("password_env needs a username")
+        return self
+
+
+class ModbusDevice(_Strict):
+    """A Modbus TCP device (or one unit behind a gateway): its poll plan and request limits."""
+
+    id: str = Field(pattern=ID_RE)
+    host: str = Field(min_length=1)
+    port: int = Field(502, ge=1, le=65535)
+    unit: int = Field(1, ge=0, le=255)
+    timeout_ms: float = Field(1000.0, gt=0)
+    retries: int = Field(2, ge=0, le=10, description="per request, after the first try")
+    max_registers: int = Field(125, ge=1, le=125, description="registers per read request")
+    max_bits: int = Field(2000, ge=1, le=2000, description="coils/inputs per read request")
+    request_cost: int = Field(
+        16,
+        ge=0,
+        description="what one more request costs, in registers read: "
+        "gaps up to this are bridged; 0 never reads unmapped registers",
+    )
+
+
 # -- the whole file ---------------------------------------------------------------------------
 
 
@@ -397,4 +490,6 @@ class SiteFile(_Strict):
     alarm: tuple[AlarmRule, ...] = ()
     control: Control = Control()
     sparkplug: SparkplugSettings | None = None
+    opcua: tuple[OpcUaEndpoint, ...] = ()
+    modbus: tuple[ModbusDevice, ...] = ()
     apps: dict[str, dict[str, Any]] = Field(default_factory=dict)
