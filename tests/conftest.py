@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from factory5g.model import template_text
+from tests.helpers import steel_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,9 +56,9 @@ def free_port() -> int:
 
 @pytest.fixture
 def steel_site(tmp_path: Path) -> Path:
-    """A fresh copy of the steel template in a temporary directory."""
+    """A fresh copy of the steel template in a temporary directory (demo ports free)."""
     p = tmp_path / "site.toml"
-    p.write_text(template_text("steel"), encoding="utf-8")
+    p.write_text(steel_text(), encoding="utf-8")
     return p
 
 

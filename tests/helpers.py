@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +37,11 @@ class FactoryProcess:
     """``python -m factory5g ARGS`` in a subprocess, its output collected on a thread."""
 
     def __init__(self, args: list[str], cwd: Path) -> None:
+        if "--demo" in args and not (cwd / "factory5g-demo" / "site.toml").exists():
+            # The demo's simulated OPC UA server and Modbus device on free ports, not the
+            # template's fixed ones: a test must not collide with a running demo.
+            (cwd / "factory5g-demo").mkdir(parents=True, exist_ok=True)
+            (cwd / "factory5g-demo" / "site.toml").write_text(steel_text(), encoding="utf-8")
         # Wide enough that rich never wraps a URL or a token.
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "240"}
         self.p = subprocess.Popen(
@@ -83,15 +89,34 @@ class FactoryProcess:
             self.p.stdout.close()
 
 
+def steel_text() -> str:
+    """The steel template with its simulated OPC UA server and Modbus device on free ports."""
+    from factory5g.model import template_text
+
+    text = template_text("steel")
+    opcua, modbus = "opc.tcp://127.0.0.1:4840/", "port = 5020\n"
+    assert opcua in text, "the template's OPC UA demo port moved"
+    assert modbus in text, "the template's Modbus demo port moved"
+    text = text.replace(opcua, f"opc.tcp://127.0.0.1:{_free_port()}/")
+    return text.replace(modbus, f"port = {_free_port()}\n")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def steel_sim_text() -> str:
     """The steel template with every signal simulated straight onto the bus (``kind = "sim"``)
-    instead of through its Sparkplug edge node: for tests of the model and the simulator."""
+    instead of through its protocol (Sparkplug, OPC UA, Modbus): for tests of the model and the
+    simulator."""
     from factory5g.model import template_text
 
     out: list[str] = []
     for line in template_text("steel").splitlines():
         stripped = line.strip()
-        if stripped.startswith('binding = { kind = "sparkplug"'):
+        if stripped.startswith('binding = { kind = "'):
             continue
         m = re.match(r'^(\s*)sim = \{ model = "(\w+)", output = "(\w+)" \}$', line)
         if m:

@@ -1,6 +1,7 @@
 """Wire the components a site file describes and run them: ``async with Runtime(site) as rt``.
 
-Start order: bus → store → store writer → simulator (when the site has sim-bound signals) →
+Start order: bus → store → store writer → simulated equipment (OPC UA servers, Modbus devices)
+→ adapters (OPC UA, Modbus, Sparkplug host) → simulated Sparkplug edge nodes → simulator →
 housekeeping. Stop order is the reverse, and lossless: producers stop first, the bus closes, the
 store writer drains what the bus still holds into the store, then the store closes. Every task
 the runtime starts is held in ``self._tasks`` and awaited on exit — none is left behind.
@@ -16,18 +17,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
 from factory5g.connect import Adapter
 from factory5g.connect.mqtt import MqttBroker
 from factory5g.connect.sparkplug import SparkplugHost
 from factory5g.model import Site
+from factory5g.model.endpoints import modbus_devices, opcua_endpoints
 from factory5g.model.site import SparkplugSettings
 from factory5g.sim import Plant, SimPeer, Simulator
 from factory5g.sim.sparkplug import SparkplugPeers
 from factory5g.store import EmbeddedStore, Store
 from factory5g.stream import Batch, MemoryBus, MemorySubscription, SlowConsumerPolicy, now_ns
+
+if TYPE_CHECKING:  # the protocol stacks load only for sites that use them
+    from factory5g.connect.modbus import ModbusAdapter
+    from factory5g.connect.opcua import OpcUaAdapter
 
 __all__ = ["Runtime", "RuntimeStats"]
 
@@ -70,6 +76,8 @@ class Runtime:
         self.sim: Simulator | None = None
         self.broker: MqttBroker | None = None
         self.sparkplug: SparkplugHost | None = None
+        self.opcua: OpcUaAdapter | None = None
+        self.modbus: ModbusAdapter | None = None
         self.adapters: dict[str, Adapter] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stack = contextlib.AsyncExitStack()  # the store: closed last
@@ -112,10 +120,12 @@ class Runtime:
             "store", maxsize=self.site.file.bus.queue_batches, policy=SlowConsumerPolicy.BLOCK
         )
         self._writer = self._spawn(self._write_loop(self._store_sub), "store-writer")
-        mqtt = await self._start_sparkplug()
         plant = Plant(self.site, seed=self.sim_seed)
+        # Simulated OPC UA servers and Modbus devices listen before the adapters connect.
+        peers = await self._start_device_peers(plant) if plant.signals else []
+        await self._start_device_adapters()
+        mqtt = await self._start_sparkplug()
         if plant.signals:
-            peers: list[SimPeer] = []
             if mqtt is not None:
                 sp_peers = SparkplugPeers(
                     self.site,
@@ -132,6 +142,30 @@ class Runtime:
             await self.sim.__aenter__()
         self._spawn(self._retention_loop(), "retention")
         log.info("runtime started: %s", self.site.summary())
+
+    async def _start_device_peers(self, plant: Plant) -> list[SimPeer]:
+        """The demo's OPC UA servers and Modbus devices, for signals with a ``sim`` source."""
+        from factory5g.sim.modbus import ModbusPeers
+        from factory5g.sim.opcua import OpcUaPeers
+
+        peers: list[SimPeer] = []
+        if any(b.simulated for e in opcua_endpoints(self.site).values() for b in e.signals):
+            peers.append(await self._io.enter_async_context(OpcUaPeers(self.site, plant)))
+        if any(b.simulated for d in modbus_devices(self.site).values() for b in d.signals):
+            peers.append(await self._io.enter_async_context(ModbusPeers(self.site, plant)))
+        return peers
+
+    async def _start_device_adapters(self) -> None:
+        """One OPC UA adapter for every endpoint, one Modbus adapter for every device."""
+        from factory5g.connect.modbus import ModbusAdapter
+        from factory5g.connect.opcua import OpcUaAdapter
+
+        if any(e.signals for e in opcua_endpoints(self.site).values()):
+            self.opcua = await self._io.enter_async_context(OpcUaAdapter(self.site, self.bus))
+            self.adapters["opcua"] = self.opcua
+        if any(d.signals for d in modbus_devices(self.site).values()):
+            self.modbus = await self._io.enter_async_context(ModbusAdapter(self.site, self.bus))
+            self.adapters["modbus"] = self.modbus
 
     async def _start_sparkplug(self) -> tuple[str, int] | None:
         """Start the Sparkplug host (and the demo broker when no URL is set); (host, port)."""

@@ -37,18 +37,16 @@ def test_check_good_site(steel_site: Path) -> None:
     r = runner.invoke(app, ["check", str(steel_site)])
     assert r.exit_code == 0, r.output
     assert r.output.count("\n") == 1  # one-line summary
-    assert "26 signals" in r.output
+    assert "27 signals" in r.output
 
 
 def test_check_bad_site_reports_every_problem(steel_site: Path) -> None:
     text = steel_site.read_text(encoding="utf-8")
     text = text.replace('slice = "embb-video"', 'slice = "embb-vdeo"', 1)
     text = text.replace('unit = "MN"', 'unit = "Mn"', 1)
-    load = 'device = "roller_table", metric = "load" }'
-    text = text.replace(
-        f'{{ kind = "sparkplug", group = "hot-mill", edge = "ue-table-plc", {load}',
-        f'{{ kind = "opc", group = "hot-mill", edge = "ue-table-plc", {load}',
-    )
+    load = 'device = "table-plc", table = "input", address = 1'
+    assert load in text
+    text = text.replace(f'{{ kind = "modbus", {load}', f'{{ kind = "opc", {load}')
     steel_site.write_text(text, encoding="utf-8")
     r = runner.invoke(app, ["check", str(steel_site)])
     assert r.exit_code == 1

@@ -64,12 +64,14 @@ def test_steel_template_loads(steel_site: Path) -> None:
     assert site.name == "Demo Steel — Hot Strip Mill"
     assert site.summary() == (
         "site 'Demo Steel — Hot Strip Mill' (88.118.8): 2 cells, 3 slices, 5 devices, "
-        "7 equipment, 26 signals, 6 alarm rules"
+        "7 equipment, 27 signals, 6 alarm rules"
     )
     assert check_site(steel_site) == []
+    assert [e.id for e in site.file.opcua] == ["stand-f1"]
+    assert [d.id for d in site.file.modbus] == ["table-plc"]
     assert site.file.site.timezone == "Asia/Shanghai"
     assert [c.id for c in site.file.network.cell] == ["cell-mill", "cell-runout"]
-    assert len(site.file.control.writable) == 1
+    assert len(site.file.control.writable) == 2
     assert site.file.apps["oee"]["ideal_rate_t_per_h"] == 600
 
 
@@ -88,8 +90,10 @@ def test_steel_signal_ids_are_dense_and_in_file_order(steel_site: Path) -> None:
         DataType.FLOAT,
         600.0,
         1200.0,
-        "sparkplug",
+        "opcua",
     )
+    assert site.signals.get("roller_table.speed").binding == "modbus"
+    assert site.signals.get("f2.speed").binding == "sparkplug"
     assert site.signals.get("guard.door_closed").type is DataType.BOOL
     assert [s.name for s in site.signals.for_equipment("compressed_air")] == ["pressure", "flow"]
 
@@ -492,6 +496,90 @@ BAD = {
         'node = "P"',
         "'P' is not a valid node",
         "an OPC UA node id such as ns=2;s=Stand1.Speed",
+    ),
+    "unknown-opcua-endpoint": Bad(
+        (
+            (
+                SIM_ACTIVE,
+                'binding = { kind = "opcua", endpoint = "stand-f3", node = "ns=2;s=P" }',
+            ),
+        ),
+        "equipment[6].signal[0].binding",
+        'endpoint = "stand-f3"',
+        "OPC UA endpoint 'stand-f3' does not exist",
+        "did you mean 'stand-f1'?",
+    ),
+    "unknown-modbus-device": Bad(
+        (
+            (
+                SIM_ACTIVE,
+                'binding = { kind = "modbus", device = "table-plx", address = 3 }',
+            ),
+        ),
+        "equipment[6].signal[0].binding",
+        'device = "table-plx"',
+        "Modbus device 'table-plx' does not exist",
+        "did you mean 'table-plc'?",
+    ),
+    "modbus-device-and-host": Bad(
+        (
+            (
+                SIM_ACTIVE,
+                'binding = { kind = "modbus", device = "table-plc", host = "h", address = 3 }',
+            ),
+        ),
+        "equipment[6].signal[0].binding",
+        'device = "table-plc", host = "h"',
+        "a modbus binding names either a device or a host, not both",
+    ),
+    "modbus-coil-not-bool": Bad(
+        (
+            (
+                SIM_ACTIVE,
+                'binding = { kind = "modbus", host = "h", table = "coil", address = 3, '
+                'type = "int16" }',
+            ),
+        ),
+        "equipment[6].signal[0].binding",
+        'table = "coil", address = 3',
+        "coil entries are single bits: type must be 'bool'",
+    ),
+    "modbus-bool-register-without-bit": Bad(
+        (
+            (
+                SIM_ACTIVE,
+                'binding = { kind = "modbus", host = "h", address = 3, type = "bool" }',
+            ),
+        ),
+        "equipment[6].signal[0].binding",
+        'address = 3, type = "bool"',
+        "a bool in a register needs bit = 0..15",
+    ),
+    "secure-opcua-without-trust": Bad(
+        (
+            (
+                "publishing_ms = 100\n",
+                'publishing_ms = 100\nsecurity = "sign_encrypt"\n'
+                'cert_file = "client.der"\nkey_file = "client.pem"\n',
+            ),
+        ),
+        "opcua[0]",
+        "[[opcua]]",
+        "security 'sign_encrypt' needs the server certificate in trust",
+        line_occurrence=1,
+    ),
+    "duplicate-modbus-device": Bad(
+        (
+            (
+                '[[modbus]]\nid = "table-plc"',
+                '[[modbus]]\nid = "table-plc"\nhost = "a"\n\n[[modbus]]\nid = "table-plc"',
+            ),
+        ),
+        "modbus[1].id",
+        'id = "table-plc"',
+        "duplicate Modbus device 'table-plc'",
+        "first defined at modbus[0]",
+        line_occurrence=2,
     ),
     "min-not-below-max": Bad(
         (("max = 12\n", "max = -1\n"),),

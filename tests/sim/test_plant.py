@@ -59,7 +59,7 @@ def test_plant_feeds_exactly_the_sim_bound_signals(steel: Site) -> None:
     plant = Plant(steel)
     sim_paths = {s.path for s in steel.signals if s.binding == "sim"}
     assert {s.path for s in plant.signals} == sim_paths
-    assert len(sim_paths) == 26
+    assert len(sim_paths) == 27
     values = plant.values()  # available before the first step
     assert set(values) == {steel.signals.get(p).id for p in sim_paths}
     assert all(math.isfinite(v) for v in values.values())
@@ -173,3 +173,26 @@ def test_model_lookup(steel: Site) -> None:
     # Stages: the line first, utilities next, the meter that sums them last.
     assert [m.stage for m in plant.models] == sorted(m.stage for m in plant.models)
     assert plant.models[-1].kind == "power"
+
+
+# -- the stands' speed trim -----------------------------------------------------------------------
+
+
+def test_speed_trim_trims_the_stand_speed_and_is_limited(steel: Site) -> None:
+    def settled_speed(trim: float) -> float:
+        plant = Plant(steel, seed=3)
+        plant.write("f1.speed_trim", trim)
+        speed_id = steel.signals.get("f1.speed").id
+        return float(np.mean([plant.step(0.1)[speed_id] for _ in range(100)][-20:]))
+
+    base, trimmed = settled_speed(0.0), settled_speed(4.0)
+    assert trimmed / base == pytest.approx(1.04, rel=0.01)
+    plant = Plant(steel)
+    trim_id = steel.signals.get("f1.speed_trim").id
+    with pytest.raises(SimWriteError, match=r"5\.5 is outside \[-5\.0, 5\.0\]"):
+        plant.write("f1.speed_trim", 5.5)  # the site file's range
+    with pytest.raises(SimWriteError, match="limited to ±5 %"):  # the stand's own limit
+        plant.model("f1").write("speed_trim", -6.0)
+    assert plant.values()[trim_id] == 0.0  # a refused write changes nothing
+    plant.write(trim_id, -2.5)
+    assert plant.step(0.1)[trim_id] == -2.5

@@ -12,6 +12,7 @@ Structure (TOML arrays of tables use singular names)::
     [sparkplug]         the Sparkplug B host application (broker, host id, groups)
     [[opcua]]           OPC UA servers: url, security, certificates, credentials
     [[modbus]]          Modbus TCP devices: host, unit, timeouts, request limits
+    [ids]               the identifier node: store, hierarchy, identifier templates
     [apps.<name>]       settings of each app
 
 Cross-references (a device's slice, a signal's unit, an alarm's signal...) are checked by
@@ -477,6 +478,80 @@ class ModbusDevice(_Strict):
     )
 
 
+# -- [ids] ----------------------------------------------------------------------------------
+
+
+class IdsSettings(_Strict):
+    """The identifier node of this site: a Handle-compatible enterprise node for the
+    ``[site] prefix`` (see docs/ids.md)."""
+
+    enabled: bool = True
+    backend: Literal["embedded", "postgres"] = "embedded"
+    path: str = Field(
+        "ids.sqlite", description="file of the embedded store, relative to the [store] path"
+    )
+    dsn_env: str | None = Field(
+        None, description="name of the environment variable holding the PostgreSQL DSN"
+    )
+    prefixes: tuple[str, ...] = Field(
+        (), description="more prefixes this node is authoritative for, besides [site] prefix"
+    )
+    fold_case: bool = Field(False, description="compare suffixes ASCII case-insensitively")
+    recursive: bool = Field(False, description="follow referrals instead of returning them")
+    upstream: tuple[str, ...] = Field(
+        (), description="http(s) URLs of the nodes asked when no local referral fits (top node)"
+    )
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/]+/?$",
+        description="how other nodes reach this one: published in HS_SITE by `ids init`",
+    )
+    max_referrals: int = Field(8, ge=1, le=32)
+    referral_timeout_s: float = Field(2.0, gt=0, le=60)
+    cache_entries: int = Field(100_000, ge=0)
+    search_types: tuple[str, ...] = Field(
+        ("URL", "EMAIL", "F5G_BATCH"), description="value types the reverse lookup indexes"
+    )
+    templates: dict[str, str] = Field(
+        default_factory=dict,
+        description="identifier template per object kind, over the defaults "
+        "(product, part, batch, equipment)",
+    )
+
+    @field_validator("prefixes")
+    @classmethod
+    def _prefixes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for p in v:
+            if not re.match(r"^[0-9A-Za-z_-]+(\.[0-9A-Za-z_-]+)*$", p):
+                raise ValueError(f"prefix {p!r} is not dot-separated segments like 88.118.8")
+        return v
+
+    @field_validator("upstream")
+    @classmethod
+    def _urls(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for u in v:
+            if not re.match(r"^https?://[^/]+/?$", u):
+                raise ValueError(f"upstream {u!r} is not http(s)://host:port")
+        return v
+
+    @field_validator("templates")
+    @classmethod
+    def _templates(cls, v: dict[str, str]) -> dict[str, str]:
+        from factory5g.ids.templates import check_template  # a leaf module: no cycle
+
+        for kind, text in v.items():
+            if not re.match(ID_RE, kind):
+                raise ValueError(f"object kind {kind!r} must match {ID_RE}")
+            check_template(text)
+        return v
+
+    @model_validator(mode="after")
+    def _backend(self) -> IdsSettings:
+        if self.backend == "postgres" and not self.dsn_env:
+            raise ValueError("backend 'postgres' needs dsn_env (the variable holding the DSN)")
+        return self
+
+
 # -- the whole file ---------------------------------------------------------------------------
 
 
@@ -492,4 +567,5 @@ class SiteFile(_Strict):
     sparkplug: SparkplugSettings | None = None
     opcua: tuple[OpcUaEndpoint, ...] = ()
     modbus: tuple[ModbusDevice, ...] = ()
+    ids: IdsSettings = IdsSettings()
     apps: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -451,21 +451,37 @@ class RollingStand(Model):
         "torque": Output("kN·m", "main drive torque at the rolls"),
         "exit_thickness": Output("mm", "exit gauge of the pass (set-up value while empty)"),
         "strip_present": Output("", "hot metal detector", boolean=True),
+        "speed_trim": Output("%", "operator speed vernier on the set-up speed", writable=True),
     }
     SPEED_TAU_S: ClassVar[float] = 1.0  # speed loop of the main drive
+    # A vernier, not a speed reference: the mill's mass-flow set-up stays in charge, the
+    # operator only trims a stand to balance the loopers (a few per cent either way).
+    MAX_TRIM_PCT: ClassVar[float] = 5.0
     DRIVE_EFFICIENCY: ClassVar[float] = 0.95  # converter and motor
 
     def __init__(self, name: str, rng: random.Random, index: int) -> None:
         super().__init__(name, rng, index)
         self._speed: float | None = None
         self._temp_reading: float | None = None
+        self.values["speed_trim"] = 0.0
+
+    def write(self, output: str, value: float) -> None:
+        if output != "speed_trim":
+            super().write(output, value)  # raises: the other outputs are measurements
+            return
+        if not abs(value) <= self.MAX_TRIM_PCT:
+            raise SimWriteError(
+                f"{self.name}.{output}",
+                f"{value} %: the speed trim is limited to ±{self.MAX_TRIM_PCT:g} %",
+            )
+        self.values["speed_trim"] = value
 
     def step(self, dt_s: float, plant: PlantState) -> None:
         mill, j, rng = plant.mill, self.index, self._rng
         p = mill.stands[j]
         setup = mill.bar_for_stand(j, plant.t_s)
         # Between bars the drive runs up or down to the threading speed of the next one.
-        target = setup.speed_m_s(j + 1)
+        target = setup.speed_m_s(j + 1) * (1.0 + self.values["speed_trim"] / 100.0)
         self._speed = (
             target if self._speed is None else lag(self._speed, target, dt_s, self.SPEED_TAU_S)
         )

@@ -35,3 +35,23 @@ async def sparkplug(rt: RuntimeDep, _: Viewer) -> dict[str, Any]:
         stats["demo_broker"] = {"host": "127.0.0.1", "port": rt.broker.port}
     stats["unmapped"] = [n for n in stats["nodes"] if not n["mapped"]]
     return stats
+
+
+@router.get(
+    "/connect/opcua",
+    summary="OPC UA client: per endpoint, session state, monitored items and counters",
+)
+async def opcua(rt: RuntimeDep, _: Viewer) -> dict[str, Any]:
+    if rt.opcua is None:
+        raise Problem(404, "this site reads no OPC UA server: add opcua bindings to its signals")
+    return rt.opcua.stats()
+
+
+@router.get(
+    "/connect/modbus",
+    summary="Modbus TCP client: per device, connection, poll groups and request counters",
+)
+async def modbus(rt: RuntimeDep, _: Viewer) -> dict[str, Any]:
+    if rt.modbus is None:
+        raise Problem(404, "this site polls no Modbus device: add modbus bindings to its signals")
+    return rt.modbus.stats()
