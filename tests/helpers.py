@@ -37,6 +37,7 @@ class FactoryProcess:
     """``python -m factory5g ARGS`` in a subprocess, its output collected on a thread."""
 
     def __init__(self, args: list[str], cwd: Path) -> None:
+        self.cwd = cwd
         if "--demo" in args and not (cwd / "factory5g-demo" / "site.toml").exists():
             # The demo's simulated OPC UA server and Modbus device on free ports, not the
             # template's fixed ones: a test must not collide with a running demo.

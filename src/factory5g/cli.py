@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from factory5g import __version__
+from factory5g.ids.cli import app as ids_app
 from factory5g.model import TEMPLATES, Problem, Role, Site, SiteError, load_site, write_template
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 token_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+app.add_typer(ids_app, name="ids", help="The identifier node: init, serve, mint, import, export.")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -149,10 +151,19 @@ def up(
             )
         else:
             out.print(f"console:     {url}  (create a token: factory5g token create --site {site})")
+        if s.file.ids.enabled:
+            out.print(
+                f"identifiers: {url}api/handles/{s.file.site.prefix}/…  "
+                f"(prefix admin, once: factory5g ids init --site {site})"
+            )
         out.print("stop with Ctrl-C")
 
+    from factory5g.ids.api import HandleFastPath
+
     app_ = create_app(settings, on_ready=announce)
-    code = asyncio.run(_serve(app_, host, port, log_level))
+    # Plain public resolutions skip routing (docs/ids.md: the resolution benchmark).
+    served = HandleFastPath(app_, lambda: getattr(app_.state, "ids", None))
+    code = asyncio.run(_serve(served, host, port, log_level))
     raise typer.Exit(code)
 
 

@@ -59,6 +59,24 @@ def test_up_demo_serves_live_data_and_stops_cleanly_on_sigterm(
                     got.append(json.loads(await ws.recv()))
         return got
 
+    # The identifier node answers on the same port, with Handle.Net codes, and `ids init` on the
+    # running site creates the prefix admin that it then resolves.
+    r = httpx.get(f"{base}/api/handles/88.118.8/admin")
+    assert (r.status_code, r.json()["responseCode"]) == (404, 100)
+    init = subprocess.run(
+        [sys.executable, "-m", "factory5g", "ids", "init", "--site", "factory5g-demo/site.toml"],
+        cwd=proc.cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert init.returncode == 0, init.stderr
+    assert "88.118.8/admin" in init.stdout
+    r = httpx.get(f"{base}/api/handles/88.118.8/admin")
+    assert (r.status_code, r.json()["responseCode"]) == (200, 1), r.text
+    assert "HS_ADMIN" in {v["type"] for v in r.json()["values"]}
+
     msgs = asyncio.run(live())
     subscribed = next(m for m in msgs if m["type"] == "subscribed")
     ids = {s["id"] for s in subscribed["signals"]}  # type: ignore[attr-defined]

@@ -19,6 +19,8 @@ from factory5g.api.deps import require
 from factory5g.api.routes import connect, health, live, signals, site, store, tokens
 from factory5g.api.settings import Settings
 from factory5g.api.tokens import TokenStore
+from factory5g.ids.api import ids_router
+from factory5g.ids.wiring import open_service, settings_from_site
 from factory5g.model import Role, load_site
 from factory5g.runtime import Runtime
 
@@ -31,12 +33,21 @@ def create_app(settings: Settings, *, on_ready: Callable[[Runtime], None] | None
         site_ = load_site(settings.site)
         data_dir = settings.data_dir or site_.store_dir()
         with TokenStore(data_dir / "auth.sqlite") as token_store:
-            async with Runtime(
-                site_,
-                data_dir=data_dir,
-                sim_rate_hz=settings.sim_rate_hz,
-                sim_seed=settings.sim_seed,
-            ) as rt:
+            async with contextlib.AsyncExitStack() as stack:
+                app.state.ids = None
+                if site_.file.ids.enabled:
+                    # The identifier node: /api/handles on the same port (Handle Basic auth).
+                    app.state.ids = await stack.enter_async_context(
+                        open_service(settings_from_site(site_, data_dir))
+                    )
+                rt = await stack.enter_async_context(
+                    Runtime(
+                        site_,
+                        data_dir=data_dir,
+                        sim_rate_hz=settings.sim_rate_hz,
+                        sim_seed=settings.sim_seed,
+                    )
+                )
                 app.state.runtime = rt
                 app.state.tokens = token_store
                 app.state.settings = settings
@@ -71,6 +82,7 @@ def create_app(settings: Settings, *, on_ready: Callable[[Runtime], None] | None
     app.include_router(store.router, prefix=API_PREFIX, dependencies=viewer)
     app.include_router(connect.router, prefix=API_PREFIX, dependencies=viewer)
     app.include_router(tokens.router, prefix=API_PREFIX)
+    app.include_router(ids_router())  # /api/handles, /hrls/handles: Handle.Net's own auth
     static = resources.files("factory5g.web").joinpath("static")
     app.mount("/", StaticFiles(directory=str(static), html=True), name="console")
     return app

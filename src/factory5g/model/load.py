@@ -398,9 +398,12 @@ def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[list[str | int]
             b = s.get("binding")
             if isinstance(b, Mapping):
                 endpoint = b.get("endpoint")
-                if b.get("kind") == "opcua" and isinstance(endpoint, str):
-                    if not endpoint.startswith("opc.tcp://"):
-                        yield from _ref(endpoint, opcua_ids, "OPC UA endpoint", [*loc, "binding"])
+                if (
+                    b.get("kind") == "opcua"
+                    and isinstance(endpoint, str)
+                    and not endpoint.startswith("opc.tcp://")
+                ):
+                    yield from _ref(endpoint, opcua_ids, "OPC UA endpoint", [*loc, "binding"])
                 if b.get("kind") == "modbus" and b.get("device") is not None:
                     yield from _ref(b.get("device"), modbus_ids, "Modbus device", [*loc, "binding"])
                 key = _binding_key(b)
