@@ -1,4 +1,4 @@
-"""Equipment protocol benchmark: OPC UA subscriptions and Modbus TCP polling, each against its limit.
+"""Equipment protocol benchmark: OPC UA subscriptions and Modbus TCP polling, each vs its limit.
 
 Prints ONE JSON line on stdout (a human summary of each part goes to stderr).
 
@@ -30,8 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _connect_modbus  # noqa: E402
-import _connect_opcua  # noqa: E402
+import _connect_modbus
+import _connect_opcua
 
 
 def main(argv: list[str] | None = None) -> int:

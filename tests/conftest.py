@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +32,16 @@ def _no_leaked_threads() -> Iterator[None]:
         threading.Event().wait(0.02)
         deadline -= 1
     pytest.fail(f"test leaked threads: {[t.name for t in leaked]}")
+
+
+@pytest.fixture(autouse=True)
+async def _loop_executor_joined(_no_leaked_threads: None) -> AsyncIterator[None]:
+    """The event loop's default executor (asyncio.to_thread, getaddrinfo...) keeps its worker
+    threads until the loop closes, which is after the thread check: join them first (asyncua's
+    Server.init fills its address space with asyncio.to_thread). Set up after
+    _no_leaked_threads, so torn down before it."""
+    yield
+    await asyncio.get_running_loop().shutdown_default_executor()
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from factory5g import __version__
+from factory5g.connect.opcua.cli import app as connect_app
 from factory5g.ids.cli import app as ids_app
 from factory5g.model import TEMPLATES, Problem, Role, Site, SiteError, load_site, write_template
 
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 token_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+app.add_typer(connect_app, name="connect", help="Equipment protocols: browse an OPC UA server.")
 app.add_typer(ids_app, name="ids", help="The identifier node: init, serve, mint, import, export.")
 
 out = Console(highlight=False, soft_wrap=True)
@@ -115,6 +117,9 @@ def up(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # asyncua logs every session event and a traceback per lost connection; our adapter logs
+    # what matters (endpoint, node, status) itself.
+    logging.getLogger("asyncua").setLevel(max(logging.WARNING, logging.getLogger().level))
     if site is None:
         if demo:
             site = DEMO_DIR / "site.toml"

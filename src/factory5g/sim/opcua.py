@@ -160,7 +160,11 @@ class _DemoServer:
             )
             if v.unit:
                 await var.add_property(
-                    _string_id(f"{v.node}.EngineeringUnits", ns),
+                    # A string id next to the variable's own: ns=2;s=f1.speed.EngineeringUnits
+                    _string_id(
+                        f"{v.node_id.to_string().split(';', 1)[-1][2:]}.EngineeringUnits",
+                        v.node_id.NamespaceIndex,
+                    ),
                     ua.QualifiedName("EngineeringUnits", 0),
                     ua.EUInformation(
                         NamespaceUri=_EU_NAMESPACE,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -49,15 +49,6 @@ VARIABLES: Final = (
 
 def node(name: str) -> str:
     return f"ns=2;s=dev.{name}"
-
-
-@pytest.fixture(autouse=True)
-async def _join_loop_executor() -> AsyncIterator[None]:
-    """asyncua's ``Server.init()`` fills its address space with ``asyncio.to_thread``: the
-    loop's default executor keeps that worker thread until the loop closes, after the thread
-    leak check. Join it when the test is done (the loop is the test's own)."""
-    yield
-    await asyncio.get_running_loop().shutdown_default_executor()
 
 
 class LoopThread:

@@ -8,6 +8,7 @@ The password of ``--user`` comes from the environment variable ``F5G_OPCUA_PASSW
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -63,7 +64,7 @@ def browse_command(
     ] = False,
     endpoint: Annotated[
         str | None,
-        typer.Option("--endpoint", help="bind the snippet to this [[opcua]] id (else the URL)"),
+        typer.Option("--endpoint", help="bind the snippet to this opcua endpoint id, else the URL"),
     ] = None,
     save_cert: Annotated[
         Path | None,
@@ -79,6 +80,8 @@ def browse_command(
 ) -> None:
     """Walk a server's address space and show it; optionally write the site-file snippet that
     binds its variables, and save its certificate for an endpoint's trust list."""
+    # asyncua warns about negotiated parameters (session timeout...) that are no news here.
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
     if not url.startswith("opc.tcp://"):
         raise _fail(f"{url!r} is not an opc.tcp:// URL")
     if endpoint is not None and not re.fullmatch(ID_RE, endpoint):
