@@ -173,6 +173,7 @@ async def browse(
     client = Client(url, timeout=timeout_s)
     client.name = client.description = "factory5g browse"
     client.application_uri = "urn:factory5g:browse"
+    client.session_timeout = 60_000  # a short look; asyncua asks for an hour by default
     if username is not None:
         client.set_user(username)
     if password is not None:
