@@ -18,6 +18,7 @@ from factory5g import __version__
 from factory5g.connect.opcua.cli import app as connect_app
 from factory5g.ids.cli import app as ids_app
 from factory5g.model import TEMPLATES, Problem, Role, Site, SiteError, load_site, write_template
+from factory5g.net.cli import app as net_app
 
 app = typer.Typer(
     name="factory5g",
@@ -29,6 +30,7 @@ app = typer.Typer(
 token_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(connect_app, name="connect", help="Equipment protocols: browse an OPC UA server.")
+app.add_typer(net_app, name="net", help="The private 5G network: plan, export, NEF emulator.")
 app.add_typer(ids_app, name="ids", help="The identifier node: init, serve, mint, import, export.")
 
 out = Console(highlight=False, soft_wrap=True)

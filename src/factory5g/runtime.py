@@ -1,10 +1,11 @@
 """Wire the components a site file describes and run them: ``async with Runtime(site) as rt``.
 
 Start order: bus → store → store writer → simulated equipment (OPC UA servers, Modbus devices)
-→ adapters (OPC UA, Modbus, Sparkplug host) → simulated Sparkplug edge nodes → simulator →
-housekeeping. Stop order is the reverse, and lossless: producers stop first, the bus closes, the
-store writer drains what the bus still holds into the store, then the store closes. Every task
-the runtime starts is held in ``self._tasks`` and awaited on exit — none is left behind.
+→ adapters (OPC UA, Modbus, Sparkplug host) → apps (alarms, control) → simulated Sparkplug edge
+nodes → simulator → housekeeping. Stop order is the reverse, and lossless: producers stop
+first, the bus closes, the store writer drains what the bus still holds into the store, then the
+store closes. Every task the runtime starts is held in ``self._tasks`` and awaited on exit —
+none is left behind.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
+from factory5g.apps.events import EventHub
 from factory5g.connect import Adapter
 from factory5g.connect.mqtt import MqttBroker
 from factory5g.connect.sparkplug import SparkplugHost
@@ -32,8 +34,13 @@ from factory5g.store import EmbeddedStore, Store
 from factory5g.stream import Batch, MemoryBus, MemorySubscription, SlowConsumerPolicy, now_ns
 
 if TYPE_CHECKING:  # the protocol stacks load only for sites that use them
+    from factory5g.apps.alarms import AlarmService
+    from factory5g.apps.control import ControlService
     from factory5g.connect.modbus import ModbusAdapter
     from factory5g.connect.opcua import OpcUaAdapter
+    from factory5g.net.linkemu import LinkEmulator
+    from factory5g.net.nef.emulator import NefEmulator
+    from factory5g.net.plan import Plan
 
 __all__ = ["Runtime", "RuntimeStats"]
 
@@ -79,6 +86,15 @@ class Runtime:
         self.opcua: OpcUaAdapter | None = None
         self.modbus: ModbusAdapter | None = None
         self.adapters: dict[str, Adapter] = {}
+        self.network_plan: Plan | None = None
+        self.nef: NefEmulator | None = None
+        self.linkemu: LinkEmulator | None = None
+        # What the adapters are given: the site, or a copy reaching equipment through the
+        # link emulator's proxies ([network] emulate).
+        self._adapter_site = site
+        self.events = EventHub()
+        self.alarms: AlarmService | None = None
+        self.control: ControlService | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stack = contextlib.AsyncExitStack()  # the store: closed last
         self._io = contextlib.AsyncExitStack()  # brokers, adapters, protocol peers
@@ -121,18 +137,26 @@ class Runtime:
         )
         self._writer = self._spawn(self._write_loop(self._store_sub), "store-writer")
         plant = Plant(self.site, seed=self.sim_seed)
+        await self._start_network_emulation()
         # Simulated OPC UA servers and Modbus devices listen before the adapters connect.
         peers = await self._start_device_peers(plant) if plant.signals else []
         await self._start_device_adapters()
         mqtt = await self._start_sparkplug()
+        await self._start_apps()
         if plant.signals:
             if mqtt is not None:
+                fronts = None
+                if self.linkemu is not None:
+                    from factory5g.net.emulation import front_sparkplug_edges
+
+                    fronts = await front_sparkplug_edges(self.site, self.linkemu, *mqtt)
                 sp_peers = SparkplugPeers(
                     self.site,
                     plant,
                     host=mqtt[0],
                     port=mqtt[1],
                     primary_host=(self.site.file.sparkplug or SparkplugSettings()).host_id,
+                    fronts=fronts,
                 )
                 if sp_peers.nodes:
                     peers.append(await self._io.enter_async_context(sp_peers))
@@ -142,6 +166,28 @@ class Runtime:
             await self.sim.__aenter__()
         self._spawn(self._retention_loop(), "retention")
         log.info("runtime started: %s", self.site.summary())
+
+    async def _start_network_emulation(self) -> None:
+        """``[network] emulate``: the plan, the NEF emulator, and the link emulator that the
+        equipment's traffic goes through (events of the NEF emulator change the links live)."""
+        net = self.site.file.network
+        if not (net.emulate and net.cell):
+            return
+        from factory5g.net.emulation import front_site
+        from factory5g.net.linkemu import LinkEmulator
+        from factory5g.net.nef.emulator import NefEmulator
+        from factory5g.net.plan import plan_site
+
+        self.network_plan = plan_site(self.site)
+        self.nef = await self._io.enter_async_context(NefEmulator(self.site, self.network_plan))
+        self.linkemu = await self._io.enter_async_context(
+            LinkEmulator(self.site, self.network_plan, seed=self.sim_seed)
+        )
+        self.nef.listeners.append(self.linkemu.on_event)
+        self._adapter_site = await front_site(self.site, self.linkemu)
+        log.info(
+            "network emulation: %d devices behind emulated 5G links", len(self.site.file.device)
+        )
 
     async def _start_device_peers(self, plant: Plant) -> list[SimPeer]:
         """The demo's OPC UA servers and Modbus devices, for signals with a ``sim`` source."""
@@ -161,10 +207,14 @@ class Runtime:
         from factory5g.connect.opcua import OpcUaAdapter
 
         if any(e.signals for e in opcua_endpoints(self.site).values()):
-            self.opcua = await self._io.enter_async_context(OpcUaAdapter(self.site, self.bus))
+            self.opcua = await self._io.enter_async_context(
+                OpcUaAdapter(self._adapter_site, self.bus)
+            )
             self.adapters["opcua"] = self.opcua
         if any(d.signals for d in modbus_devices(self.site).values()):
-            self.modbus = await self._io.enter_async_context(ModbusAdapter(self.site, self.bus))
+            self.modbus = await self._io.enter_async_context(
+                ModbusAdapter(self._adapter_site, self.bus)
+            )
             self.adapters["modbus"] = self.modbus
 
     async def _start_sparkplug(self) -> tuple[str, int] | None:
@@ -195,6 +245,27 @@ class Runtime:
         )
         self.adapters["sparkplug"] = self.sparkplug
         return host, port
+
+    async def _start_apps(self) -> None:
+        """Alarms, then control (its alarm interlocks ask the alarms): after the adapters, so
+        that they stop before them (``_io`` closes in reverse order) — a hold-to-run session
+        still writes its safe value on the way down."""
+        from factory5g.apps.alarms import AlarmService
+        from factory5g.apps.control import ControlService
+
+        self.alarms = await self._io.enter_async_context(
+            AlarmService(self.site, self.bus, data_dir=self.data_dir, events=self.events)
+        )
+        self.control = await self._io.enter_async_context(
+            ControlService(
+                self.site,
+                self.bus,
+                self.adapters,
+                data_dir=self.data_dir,
+                alarms=self.alarms,
+                events=self.events,
+            )
+        )
 
     def _path(self, name: str | None) -> str | None:
         if name is None:

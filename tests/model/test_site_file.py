@@ -290,8 +290,8 @@ BAD = {
     "unknown-flow-qos": Bad(
         (
             (
-                '{ kind = "vision", ul_mbps = 120 }',
-                '{ kind = "vision", ul_mbps = 120, qos = "telemtry" }',
+                '{ kind = "vision", name = "surface", ul_mbps = 120 }',
+                '{ kind = "vision", name = "surface", ul_mbps = 120, qos = "telemtry" }',
             ),
         ),
         "device[3].carries[0].qos",
@@ -302,8 +302,8 @@ BAD = {
     "unknown-cell": Bad(
         (
             (
-                'cell = "cell-runout"\ncarries = [{ kind = "vision"',
-                'cell = "cell-run"\ncarries = [{ kind = "vision"',
+                'cell = "cell-runout"\nipv4 = "10.45.0.21"',
+                'cell = "cell-run"\nipv4 = "10.45.0.21"',
             ),
         ),
         "device[3].cell",

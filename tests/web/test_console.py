@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import re
 import signal
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Locator,
+    Page,
+    Route,
+    expect,
+    sync_playwright,
+)
 
 from ..helpers import FactoryProcess
 
@@ -215,22 +224,35 @@ def test_console_asks_for_a_token_when_the_one_given_is_refused(
     assert demo.p.wait(15) == 0, demo.output
 
 
-SPARKPLUG_EDGE_NODES = [
-    "hot-mill/ue-f1-plc",
-    "hot-mill/ue-f2-plc",
-    "hot-mill/ue-table-plc",
-    "utilities/ue-utilities",
-]
-MESSAGES_GREW = """([before]) => Object.entries(before).every(([edge, n]) => {
-  const e = document.querySelector(`#spb-nodes tr[data-edge="${edge}"] [data-col="messages"]`);
+SPARKPLUG_EDGE_NODES = ["hot-mill/ue-f2-plc", "hot-mill/ue-table-plc", "utilities/ue-utilities"]
+# The counter in column `col` of the row `key` of the open connectivity view grew past `n`, for
+# every [key, col, n] given.
+COUNTS_GREW = """([before]) => before.every(([key, col, n]) => {
+  const e = document.querySelector(`#connect-table tr[data-key="${key}"] [data-col="${col}"]`);
   return e !== null && Number(e.textContent.replace(/\\D/g, "")) > n;
 })"""
 WARN_MARKER = """(td) => getComputedStyle(td.firstElementChild, "::before").backgroundColor"""
+CLOCK = r"\d\d:\d\d:\d\d"
 
 
-def edge_messages(page: Page, edge: str) -> int:
-    cell = page.locator(f'#spb-nodes tr[data-edge="{edge}"] [data-col="messages"]')
-    return int(re.sub(r"\D", "", cell.inner_text()))
+def row(page: Page, key: str) -> Locator:
+    return page.locator(f'#connect-table tr[data-key="{key}"]')
+
+
+def count_in(page: Page, key: str, col: str) -> int:
+    return int(re.sub(r"\D", "", row(page, key).locator(f'[data-col="{col}"]').inner_text()))
+
+
+def fact(page: Page, name: str) -> Locator:
+    return page.locator(f'#connect-facts [data-fact="{name}"]')
+
+
+def not_found(route: Route) -> None:
+    route.fulfill(
+        status=404,
+        content_type="application/problem+json",
+        body='{"type": "about:blank", "title": "Not Found", "status": 404}',
+    )
 
 
 def test_console_shows_the_sparkplug_host_and_its_edge_nodes(
@@ -246,46 +268,47 @@ def test_console_shows_the_sparkplug_host_and_its_edge_nodes(
     # The entry at the foot of the tree says how many edge nodes publish; it opens the view.
     entry = page.locator("#tree-sparkplug")
     expect(entry).to_be_visible()
-    expect(page.locator("#count-sparkplug")).to_have_text("4 edge nodes")
+    expect(page.locator("#count-sparkplug")).to_have_text("3 edge nodes")
+    expect(entry).to_have_attribute("data-state", "ok")
     entry.click()
     expect(entry).to_have_attribute("data-selected", "true")
     expect(page.locator("#connect")).to_be_visible()
     expect(page.locator("#cards")).to_be_hidden()
     expect(page.locator("#scope")).to_have_text("Connectivity › Sparkplug B")
-    expect(page.locator("#scope-count")).to_have_text("4 edge nodes · 4 online")
+    expect(page.locator("#scope-count")).to_have_text("3 edge nodes · 3 online")
 
     # The host: connected to the demo's in-process broker.
-    expect(page.locator("#spb-state")).to_have_attribute("data-state", "connected")
-    expect(page.locator("#spb-state .label")).to_have_text("connected")
-    expect(page.locator('#spb-facts [data-fact="host id"]')).to_have_text("factory5g")
-    expect(page.locator('#spb-facts [data-fact="broker"]')).to_contain_text(
-        re.compile(r"^127\.0\.0\.1:\d+")
-    )
-    host_in = page.locator('#spb-facts [data-fact="messages in"] .num')
+    expect(page.locator("#connect-state")).to_have_attribute("data-state", "connected")
+    expect(page.locator("#connect-state .label")).to_have_text("connected")
+    expect(fact(page, "host id")).to_have_text("factory5g")
+    expect(fact(page, "broker")).to_contain_text(re.compile(r"^127\.0\.0\.1:\d+"))
+    host_in = fact(page, "messages in").locator(".num")
     expect(host_in).to_have_text(re.compile(r"^[1-9][\d,]*$"))
 
-    # The four edge nodes of the demo plant, mapped, online, in name order, seen just now.
-    rows = page.locator("#spb-nodes tr[data-edge]")
-    expect(rows).to_have_count(4)
-    assert rows.evaluate_all("rs => rs.map(r => r.dataset.edge)") == SPARKPLUG_EDGE_NODES
-    expect(page.locator('#spb-nodes tbody[data-group="unmapped"]')).to_have_count(0)
-    for edge, devices in zip(SPARKPLUG_EDGE_NODES, ["1/1", "1/1", "2/2", "3/3"], strict=True):
-        row = page.locator(f'#spb-nodes tr[data-edge="{edge}"]')
-        expect(row).to_have_attribute("data-online", "true")
-        expect(row).to_have_attribute("data-mapped", "true")
-        expect(row.locator('[data-col="state"]')).to_have_text("online")
-        expect(row.locator('[data-col="devices"]')).to_have_text(devices)
-        expect(row.locator('[data-col="decode-errors"]')).to_have_attribute("data-warn", "false")
-        expect(row.locator('[data-col="last-seen"]')).to_have_text(re.compile(r"^(<1|\d) s ago$"))
+    # The demo plant's edge nodes (stand F1 and the run-out table's PLC speak OPC UA and
+    # Modbus), mapped, online, in name order, seen just now.
+    rows = page.locator("#connect-table tr[data-key]")
+    expect(rows).to_have_count(3)
+    assert rows.evaluate_all("rs => rs.map(r => r.dataset.key)") == SPARKPLUG_EDGE_NODES
+    expect(page.locator('#connect-table tbody[data-group="unmapped"]')).to_have_count(0)
+    for edge, devices in zip(SPARKPLUG_EDGE_NODES, ["1/1", "1/1", "3/3"], strict=True):
+        r = row(page, edge)
+        expect(r).to_have_attribute("data-online", "true")
+        expect(r).to_have_attribute("data-mapped", "true")
+        expect(r).to_have_attribute("data-attention", "none")
+        expect(r.locator('[data-col="state"]')).to_have_text("online")
+        expect(r.locator('[data-col="devices"]')).to_have_text(devices)
+        expect(r.locator('[data-col="decode-errors"]')).to_have_attribute("data-warn", "false")
+        expect(r.locator('[data-col="last-seen"]')).to_have_text(re.compile(r"^(<1|\d) s ago$"))
 
     # Refreshed every 3 s while open: the counts grow and a rate appears.
-    before = {edge: edge_messages(page, edge) for edge in SPARKPLUG_EDGE_NODES}
-    assert all(n > 0 for n in before.values()), before
+    before = [[edge, "messages", count_in(page, edge, "messages")] for edge in SPARKPLUG_EDGE_NODES]
+    assert all(n > 0 for _, _, n in before), before
     first_in = int(re.sub(r"\D", "", host_in.inner_text()))
-    page.wait_for_function(MESSAGES_GREW, arg=[before], timeout=15_000)
+    page.wait_for_function(COUNTS_GREW, arg=[before], timeout=15_000)
     assert int(re.sub(r"\D", "", host_in.inner_text())) > first_in
     expect(rows.first.locator('[data-col="rate"]')).to_have_text(re.compile(r"^\d"))
-    page.screenshot(path=tmp_path / "console-connectivity.png")
+    page.screenshot(path=tmp_path / "console-sparkplug.png")
     assert seen.errors == [], seen.errors
 
     # An unmapped edge node comes first, under its own heading, with its problems in amber.
@@ -307,38 +330,197 @@ def test_console_shows_the_sparkplug_host_and_its_edge_nodes(
         route.fulfill(response=answer, json=body)
 
     page.route("**/api/v1/connect/sparkplug", with_unmapped)
-    stray_row = page.locator('#spb-nodes tr[data-edge="packaging/line7-plc"]')
+    stray_row = row(page, "packaging/line7-plc")
     expect(stray_row).to_have_attribute("data-mapped", "false", timeout=10_000)
-    expect(rows).to_have_count(5)
-    assert rows.first.get_attribute("data-edge") == "packaging/line7-plc"
-    expect(page.locator('#spb-nodes tbody[data-group="unmapped"] tr.group')).to_contain_text(
+    expect(rows).to_have_count(4)
+    assert rows.first.get_attribute("data-key") == "packaging/line7-plc"
+    expect(page.locator('#connect-table tbody[data-group="unmapped"] tr.group')).to_contain_text(
         "Unmapped — map them in the site file ([[sparkplug.map]])"
     )
+    expect(page.locator('#connect-table tbody[data-group="mapped"] tr.group')).to_have_text(
+        "Mapped to the site's equipment"
+    )
     expect(stray_row).to_have_attribute("data-attention", "warn")
+    expect(entry).to_have_attribute("data-state", "warn")
     errors_cell = stray_row.locator('[data-col="decode-errors"]')
     expect(errors_cell).to_have_attribute("data-warn", "true")
     expect(stray_row.locator('[data-col="gaps"]')).to_have_attribute("data-warn", "false")
     assert errors_cell.evaluate(WARN_MARKER) not in ("", "rgba(0, 0, 0, 0)")
-    expect(page.locator("#scope-count")).to_have_text("5 edge nodes · 5 online · 1 unmapped")
-    page.screenshot(path=tmp_path / "console-connectivity-unmapped.png")
+    expect(page.locator("#scope-count")).to_have_text("4 edge nodes · 4 online · 1 unmapped")
+    page.screenshot(path=tmp_path / "console-sparkplug-unmapped.png")
 
-    # A site without a Sparkplug host (404): the entry goes, the overview comes back.
+    # A site without a Sparkplug host (404): its entry goes, the overview comes back; the other
+    # adapters' entries stay.
     page.unroute("**/api/v1/connect/sparkplug")
-    page.route(
-        "**/api/v1/connect/sparkplug",
-        lambda route: route.fulfill(
-            status=404,
-            content_type="application/problem+json",
-            body='{"type": "about:blank", "title": "Not Found", "status": 404}',
-        ),
-    )
-    expect(page.locator("#connectivity")).to_be_hidden(timeout=10_000)
+    page.route("**/api/v1/connect/sparkplug", not_found)
+    expect(entry).to_be_hidden(timeout=10_000)
     expect(page.locator("#connect")).to_be_hidden()
     expect(page.locator("#scope")).to_have_text("All equipment")
     expect(page.locator("#cards .card")).to_have_count(7)
+    expect(page.locator("#connectivity")).to_be_visible()
+    expect(page.locator("#tree-opcua")).to_be_visible()
 
     # The one 404 is Chromium's own log line for it; nothing else went wrong.
     unexpected = [e for e in seen.errors if "status of 404" not in e]
+    assert unexpected == [], unexpected
+    assert seen.foreign(demo.port) == [], seen.foreign(demo.port)
+    context.close()
+
+
+def test_console_shows_the_opcua_endpoints_and_the_modbus_devices(
+    demo: Server, browser: Browser, tmp_path: Path
+) -> None:
+    url, _ = console_url(demo)
+    site = tomllib.loads((tmp_path / "factory5g-demo" / "site.toml").read_text(encoding="utf-8"))
+    [endpoint] = site["opcua"]
+    [device] = site["modbus"]
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    seen = Recorder()
+    seen.attach(page)
+    page.goto(url)
+
+    # Both clients have their entry under Sparkplug's, with their count and a green dot.
+    expect(page.locator("#connectivity .node .label")).to_have_text(
+        ["Sparkplug B", "OPC UA", "Modbus TCP"]
+    )
+    expect(page.locator("#count-opcua")).to_have_text("1 endpoint")
+    expect(page.locator("#count-modbus")).to_have_text("1 device")
+    for key in ("opcua", "modbus"):
+        expect(page.locator(f"#tree-{key}")).to_have_attribute("data-state", "ok")
+
+    # OPC UA: stand F1's server, connected, every item monitored, samples flowing.
+    page.locator("#tree-opcua").click()
+    expect(page.locator("#scope")).to_have_text("Connectivity › OPC UA")
+    expect(page.locator("#scope-count")).to_have_text("1 endpoint · 1 connected")
+    expect(page.locator("#connect-state")).to_have_attribute("data-state", "connected")
+    expect(page.locator("#connect")).to_have_attribute(
+        "aria-label", "OPC UA client and its endpoints"
+    )
+    f1 = row(page, "stand-f1")
+    expect(f1).to_have_attribute("data-connected", "true")
+    expect(f1).to_have_attribute("data-attention", "none")
+    expect(f1.locator('[data-col="url"]')).to_have_text(endpoint["url"])
+    expect(f1.locator('[data-col="url"]')).to_have_attribute("title", endpoint["url"])
+    expect(f1.locator('[data-col="security"]')).to_have_text("none")
+    expect(f1.locator('[data-col="state"]')).to_have_text("connected")
+    expect(f1.locator('[data-col="items"]')).to_have_text("7")
+    expect(f1.locator('[data-col="bad-items"]')).to_have_attribute("data-warn", "false")
+    expect(f1.locator('[data-col="last-data"]')).to_have_text(re.compile(r"^(<1|\d) s ago$"))
+    expect(f1).to_have_attribute("title", re.compile(r"^publishing interval 100 ms\n"))
+    expect(fact(page, "items monitored")).to_have_text("7")
+    before = [["stand-f1", "samples", count_in(page, "stand-f1", "samples")]]
+    assert before[0][2] > 0, before
+    page.wait_for_function(COUNTS_GREW, arg=[before], timeout=15_000)
+    expect(f1.locator('[data-col="rate"]')).to_have_text(re.compile(r"^[1-9]"))
+    expect(fact(page, "samples")).to_contain_text("/s")
+    page.screenshot(path=tmp_path / "console-opcua.png")
+
+    # Modbus TCP: the run-out table's PLC, its one poll group every second.
+    page.locator("#tree-modbus").click()
+    expect(page.locator("#tree-modbus")).to_have_attribute("data-selected", "true")
+    expect(page.locator("#tree-opcua")).to_have_attribute("data-selected", "false")
+    expect(page.locator("#scope")).to_have_text("Connectivity › Modbus TCP")
+    expect(page.locator("#scope-count")).to_have_text("1 device · 1 connected")
+    expect(page.locator("#connect-table thead th")).to_have_count(11)
+    plc = row(page, "table-plc")
+    expect(plc).to_have_attribute("data-connected", "true")
+    expect(plc).to_have_attribute("data-attention", "none")
+    expect(plc.locator('[data-col="address"]')).to_have_text(
+        f"{device['host']}:{device['port']} / unit {device['unit']}"
+    )
+    expect(plc.locator('[data-col="poll-groups"]')).to_have_text(
+        re.compile(r"^1 s · 3 req/cycle · \d+(\.\d)? ms$")
+    )
+    for col in ("timeouts", "exceptions", "reconnects"):
+        expect(plc.locator(f'[data-col="{col}"]')).to_have_attribute("data-warn", "false")
+    expect(plc.locator('[data-col="last-answer"]')).to_have_text(re.compile(r"^(<1|\d) s ago$"))
+    before = [["table-plc", "requests", count_in(page, "table-plc", "requests")]]
+    assert before[0][2] > 0, before
+    page.wait_for_function(COUNTS_GREW, arg=[before], timeout=15_000)
+    expect(plc.locator('[data-col="rate"]')).to_have_text(re.compile(r"^[1-9]"))
+    page.screenshot(path=tmp_path / "console-modbus.png")
+    assert seen.errors == [], seen.errors
+
+    # A second device, down, with its error: red row, amber client, the why in the tooltips.
+    def with_a_device_down(route: Route) -> None:
+        answer = route.fetch()
+        body = answer.json()
+        down = {
+            **body["devices"][0],
+            "id": "coiler-plc",
+            "port": 1502,
+            "connected": False,
+            "timeouts": 4,
+            "last_error": "connection refused",
+            "last_ok": None,
+            "groups": [{**body["devices"][0]["groups"][0], "overruns": 2}],
+        }
+        body["devices"].append(down)
+        body["connected"] = False
+        route.fulfill(response=answer, json=body)
+
+    page.route("**/api/v1/connect/modbus", with_a_device_down)
+    coiler = row(page, "coiler-plc")
+    expect(coiler).to_have_attribute("data-attention", "bad", timeout=10_000)
+    assert page.locator("#connect-table tr[data-key]").evaluate_all(
+        "rs => rs.map(r => r.dataset.key)"
+    ) == ["coiler-plc", "table-plc"]
+    expect(coiler.locator('[data-col="state"]')).to_have_text("disconnected")
+    expect(coiler.locator('[data-col="state"]')).to_have_attribute(
+        "title", "last error: connection refused"
+    )
+    expect(coiler.locator('[data-col="timeouts"]')).to_have_attribute("data-warn", "true")
+    expect(coiler.locator(".pg")).to_have_attribute("data-warn", "true")
+    expect(coiler.locator('[data-col="last-answer"]')).to_have_text("never")
+    expect(page.locator("#connect-state")).to_have_attribute("data-state", "partial")
+    expect(page.locator("#connect-state")).to_have_attribute(
+        "title", "last error: coiler-plc: connection refused"
+    )
+    expect(page.locator("#scope-count")).to_have_text("2 devices · 1 connected")
+    expect(page.locator("#tree-modbus")).to_have_attribute("data-state", "bad")
+    expect(fact(page, "timeouts")).to_have_attribute("data-warn", "true")
+    page.screenshot(path=tmp_path / "console-modbus-down.png")
+
+    # The API fails: the figures stay, dimmed, under the error and the time they are from.
+    page.unroute("**/api/v1/connect/modbus")
+    page.route(
+        "**/api/v1/connect/modbus",
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/problem+json",
+            body='{"title": "Service Unavailable", "status": 503, "detail": "runtime busy"}',
+        ),
+    )
+    error = page.locator("#connect-error")
+    expect(error).to_have_text(
+        re.compile(
+            rf"^Cannot refresh the Modbus TCP client's counters \(runtime busy\) — "
+            rf"the figures below are from {CLOCK}$"
+        ),
+        timeout=10_000,
+    )
+    expect(page.locator("#connect")).to_have_attribute("data-stale", "true")
+    expect(page.locator("#tree-modbus")).to_have_attribute("data-state", "unknown")
+    expect(coiler).to_be_visible()
+    page.screenshot(path=tmp_path / "console-modbus-error.png")
+    page.unroute("**/api/v1/connect/modbus")
+    expect(error).to_be_hidden(timeout=10_000)
+    expect(page.locator("#connect")).to_have_attribute("data-stale", "false")
+    expect(coiler).to_have_count(0)
+    expect(page.locator("#tree-modbus")).to_have_attribute("data-state", "ok")
+
+    # A site without OPC UA (404): its entry goes, the others stay.
+    page.route("**/api/v1/connect/opcua", not_found)
+    page.locator("#tree-opcua").click()
+    expect(page.locator("#tree-opcua")).to_be_hidden(timeout=10_000)
+    expect(page.locator("#scope")).to_have_text("All equipment")
+    expect(page.locator("#connectivity .node:visible .label")).to_have_text(
+        ["Sparkplug B", "Modbus TCP"]
+    )
+
+    # Chromium logs the 503s and the 404 itself; nothing else went wrong.
+    unexpected = [e for e in seen.errors if not re.search(r"status of (503|404)", e)]
     assert unexpected == [], unexpected
     assert seen.foreign(demo.port) == [], seen.foreign(demo.port)
     context.close()

@@ -7,21 +7,36 @@ The lifespan owns every resource: it loads the site, opens the token store and s
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from factory5g import __version__
 from factory5g.api import problems
 from factory5g.api.deps import require
-from factory5g.api.routes import connect, health, live, signals, site, store, tokens
+from factory5g.api.routes import (
+    alarms,
+    audit,
+    commands,
+    connect,
+    health,
+    live,
+    network,
+    signals,
+    site,
+    store,
+    tokens,
+)
 from factory5g.api.settings import Settings
 from factory5g.api.tokens import TokenStore
 from factory5g.ids.api import ids_router
 from factory5g.ids.wiring import open_service, settings_from_site
 from factory5g.model import Role, load_site
+from factory5g.net.nef.emulator import create_nef_app
 from factory5g.runtime import Runtime
 
 API_PREFIX = "/api/v1"
@@ -49,6 +64,13 @@ def create_app(settings: Settings, *, on_ready: Callable[[Runtime], None] | None
                     )
                 )
                 app.state.runtime = rt
+                # [network] emulate: the runtime's NEF emulator and links, served under /nef
+                app.state.nef = rt.nef
+                app.state.linkemu = rt.linkemu
+                app.state.network_plan = rt.network_plan
+                app.state.nef_app = (
+                    create_nef_app(site_, emulator=rt.nef) if rt.nef is not None else None
+                )
                 app.state.tokens = token_store
                 app.state.settings = settings
                 if on_ready is not None:
@@ -81,8 +103,48 @@ def create_app(settings: Settings, *, on_ready: Callable[[Runtime], None] | None
     app.include_router(signals.router, prefix=API_PREFIX, dependencies=viewer)
     app.include_router(store.router, prefix=API_PREFIX, dependencies=viewer)
     app.include_router(connect.router, prefix=API_PREFIX, dependencies=viewer)
+    # Control and alarms: viewers read; each route asks for more where it acts (the role a
+    # target requires is checked by the control app, per the site file).
+    app.include_router(commands.router, prefix=API_PREFIX, dependencies=viewer)
+    app.include_router(audit.router, prefix=API_PREFIX, dependencies=viewer)
+    app.include_router(alarms.router, prefix=API_PREFIX, dependencies=viewer)
+    app.include_router(network.router, prefix=API_PREFIX, dependencies=viewer)
     app.include_router(tokens.router, prefix=API_PREFIX)
     app.include_router(ids_router())  # /api/handles, /hrls/handles: Handle.Net's own auth
+    app.mount("/nef", _NefMount(app), name="nef")
     static = resources.files("factory5g.web").joinpath("static")
     app.mount("/", StaticFiles(directory=str(static), html=True), name="console")
     return app
+
+
+class _NefMount:
+    """``/nef/3gpp-…``: the NEF emulator of a running ``[network] emulate`` site (the TS 29.122 /
+    TS 29.522 paths, and its own ``/nef/nef-emulator/v1`` to move devices and take them
+    offline). Like a real NEF it does not take factory5g's tokens; it exists only in an emulated
+    network. Without one: 404."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        inner = getattr(self.app.state, "nef_app", None)
+        if inner is None:
+            if scope["type"] != "http":
+                return
+            body = json.dumps(
+                {
+                    "title": "Not Found",
+                    "status": 404,
+                    "detail": "no NEF here: set [network] emulate = true to run the NEF emulator",
+                }
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 404,
+                    "headers": [(b"content-type", b"application/problem+json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await inner(scope, receive, send)

@@ -53,7 +53,7 @@ from factory5g.ids.errors import (
 )
 from factory5g.ids.records import HandleValue, parse_values
 from factory5g.ids.service import IdsService, Selection
-from factory5g.ids.syntax import handle_from_path, parse_prefix
+from factory5g.ids.syntax import Handle, handle_from_path, parse_prefix
 
 __all__ = ["HANDLES_PATH", "HandleFastPath", "MintRequest", "create_ids_app", "ids_router"]
 
@@ -369,15 +369,37 @@ async def _get(
     return Response(body, http_status(res.code, resolution=True), media_type="application/json")
 
 
+def _plain_body(h: Handle, values: bytes) -> bytes:
+    return b"".join(
+        (b'{"responseCode":1,"handle":', orjson.dumps(h.text), b',"values":', values, b"}")
+    )
+
+
 class HandleFastPath:
     """ASGI middleware: answers plain resolutions (``GET /api/handles/{handle}``, no query
     string, no credentials, every value public) from the store without routing; everything
     else goes to ``app``. ``get_service()`` returns the running service, or None before
-    startup."""
+    startup. :meth:`answer_sync` gives the same answer without awaiting, for
+    :class:`factory5g.ids.protocol.ResolutionProtocol`."""
 
     def __init__(self, app: ASGIApp, get_service: Callable[[], IdsService | None]) -> None:
         self.app = app
         self.get_service = get_service
+
+    def answer_sync(self, raw: bytes) -> bytes | None:
+        """The body answering ``GET /api/handles/<raw>`` (``raw`` as in the URL, no query,
+        no credentials), or None when the ASGI app must answer: not started, a store
+        that cannot read synchronously, an invalid or unknown handle, a non-public value,
+        a referral."""
+        svc = self.get_service()
+        if svc is None or not svc.reads_sync:
+            return None
+        try:
+            h = handle_from_path(raw)
+        except InvalidHandle:
+            return None
+        values = svc.plain_values_sync(h)
+        return None if values is None else _plain_body(h, values)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -395,15 +417,7 @@ class HandleFastPath:
                     h = None
                 values = await svc.plain_values(h) if h is not None else None
                 if values is not None and h is not None:
-                    body = b"".join(
-                        (
-                            b'{"responseCode":1,"handle":',
-                            orjson.dumps(h.text),
-                            b',"values":',
-                            values,
-                            b"}",
-                        )
-                    )
+                    body = _plain_body(h, values)
                     await send(
                         {
                             "type": "http.response.start",

@@ -167,6 +167,8 @@ def serve(
     """Serve the Handle REST API alone (/api/handles, /hrls/handles)."""
     import uvicorn
 
+    from factory5g.ids.protocol import PROTOCOL
+
     settings = _settings(site, data, db, dsn, prefix)
     os.environ["FACTORY5G_IDS_SETTINGS"] = settings.to_json()
     err.print(
@@ -182,6 +184,8 @@ def serve(
         log_level=log_level,
         access_log=False,
         lifespan="on",
+        # Plain resolutions answered in the HTTP parser callback (docs/ids.md, benchmark).
+        http=PROTOCOL,
     )
 
 

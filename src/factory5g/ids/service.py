@@ -301,16 +301,31 @@ class IdsService:
 
     # -- resolution -----------------------------------------------------------------------------
 
+    @property
+    def reads_sync(self) -> bool:
+        """Can :meth:`plain_values_sync` answer? True for the embedded store, whose point
+        lookups run on the caller's thread in microseconds."""
+        return self._blob is not None
+
+    def plain_values_sync(self, h: Handle) -> bytes | None:
+        """:meth:`plain_values` without awaiting, for a caller that cannot await (an HTTP
+        parser callback); None also when the store cannot read synchronously
+        (:attr:`reads_sync`). Every call reads the store: no cache to invalidate, and a
+        write committed by another process is seen by the next call (SQLite WAL)."""
+        if self._blob is None or not self.is_local(h):
+            return None
+        row = self._blob(self.key(h))
+        if row is None or not row[1] or row[0] == b"[]":
+            return None
+        return row[0]
+
     async def plain_values(self, h: Handle) -> bytes | None:
         """The fast path: the stored values when the handle is local and every value public
         (one primary-key lookup, no decoding); None when the full path must answer."""
+        if self._blob is not None:  # the embedded store: no object, no await
+            return self.plain_values_sync(h)
         if not self.is_local(h):
             return None
-        if self._blob is not None:  # the embedded store: no object, no await
-            row = self._blob(self.key(h))
-            if row is None or not row[1] or row[0] == b"[]":
-                return None
-            return row[0]
         rec = await self.store.get(self.key(h))
         if rec is None or not rec.plain or rec.values == b"[]":
             return None

@@ -341,6 +341,10 @@ def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[list[str | int]
     yield from _dupes(devices, "id", "device", ["device"])
     # "imsi-" is an optional prefix of the same SUPI (TS 23.003 §2.2A)
     yield from _dupes(devices, "imsi", "IMSI", ["device"], lambda v: v.removeprefix("imsi-"))
+    yield from _dupes(devices, "ipv4", "UE address", ["device"])
+    yield from _dupes(devices, "msisdn", "MSISDN", ["device"])
+    for i, d in devices:
+        yield from _dupes(list(_items(d, "carries")), "name", "flow", ["device", i, "carries"])
     yield from _dupes(equipment, "id", "equipment", ["equipment"])
     opcua = list(_items(data, "opcua"))
     modbus = list(_items(data, "modbus"))
@@ -454,6 +458,46 @@ def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[list[str | int]
                         "signal",
                         ["control", "writable", i, "interlocks", k],
                     )
+        yield from _control_refs(w, ["control", "writable", i], known_signals, equipment_ids)
+    yield from _dupes(
+        list(_items(data, "control", "writable")), "signal", "writable", ["control", "writable"]
+    )
+    methods = list(_items(data, "control", "method"))
+    yield from _dupes(methods, "id", "control method", ["control", "method"])
+    for i, m in methods:
+        endpoint = m.get("endpoint")
+        if isinstance(endpoint, str) and not endpoint.startswith("opc.tcp://"):
+            yield from _ref(
+                endpoint, opcua_ids, "OPC UA endpoint", ["control", "method", i, "endpoint"]
+            )
+        yield from _control_refs(
+            m, ["control", "method", i], known_signals, equipment_ids, with_interlocks=True
+        )
+
+
+def _control_refs(
+    entry: Mapping[str, Any],
+    loc: list[str | int],
+    known_signals: Sequence[str],
+    equipment_ids: Sequence[str],
+    *,
+    with_interlocks: bool = False,
+) -> Iterator[tuple[list[str | int], str, str | None]]:
+    """References of a writable or a method: interlocks' signals (``with_interlocks``: a
+    writable's are checked above), alarm interlocks' equipment."""
+    if with_interlocks:
+        locks = entry.get("interlocks", [])
+        if isinstance(locks, list):
+            for k, expr in enumerate(locks):
+                match = INTERLOCK_RE.match(expr) if isinstance(expr, str) else None
+                if match:
+                    yield from _ref(
+                        match.group("signal"), known_signals, "signal", [*loc, "interlocks", k]
+                    )
+    eqs = entry.get("alarm_interlocks", [])
+    if isinstance(eqs, list):
+        for k, eq in enumerate(eqs):
+            yield from _ref(eq, equipment_ids, "equipment", [*loc, "alarm_interlocks", k])
 
 
 def _binding_key(b: Mapping[str, Any]) -> tuple[Any, ...] | None:

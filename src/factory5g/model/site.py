@@ -100,11 +100,54 @@ class BusSettings(_Strict):
 # -- [network] --------------------------------------------------------------------------------
 
 
+Modulation = Literal["QPSK", "16QAM", "64QAM", "256QAM", "1024QAM"]
+
+
+def _check_bandwidth(bandwidth_mhz: float, scs_khz: int, band: str) -> None:
+    # TS 38.101-1/-2 Table 5.3.2-1: not every bandwidth exists at every SCS. net.nr is a leaf
+    # module (no import of the model): no cycle.
+    from factory5g.net.nr import frequency_range, n_prb
+
+    n_prb(bandwidth_mhz, scs_khz, frequency_range(band))
+
+
+class Carrier(_Strict):
+    """A further component carrier of a cell (carrier aggregation, TS 38.306 §4.1.2: summed).
+
+    Unset fields take the cell's values; a TDD carrier follows the cell's pattern."""
+
+    band: str | None = Field(None, pattern=r"^n[0-9]{1,3}$")
+    bandwidth_mhz: float = Field(gt=0, le=400)
+    scs_khz: Literal[15, 30, 60, 120] | None = None
+    layers_dl: int | None = Field(None, ge=1, le=8)
+    layers_ul: int | None = Field(None, ge=1, le=4)
+    max_modulation_dl: Modulation | None = None
+    max_modulation_ul: Modulation | None = None
+
+
+class SupplementaryUplink(_Strict):
+    """A supplementary uplink carrier (SUL, e.g. n80/n84 FDD uplink): every slot is uplink.
+
+    TS 38.306 §4.1.2: only the higher of UL and SUL counts toward the peak rate."""
+
+    band: str = Field(pattern=r"^n[0-9]{1,3}$", description="e.g. n80, n84")
+    bandwidth_mhz: float = Field(gt=0, le=100)
+    scs_khz: Literal[15, 30, 60] = 15
+    layers: int = Field(1, ge=1, le=4)
+    max_modulation: Modulation = "64QAM"
+
+    @model_validator(mode="after")
+    def _bandwidth(self) -> SupplementaryUplink:
+        _check_bandwidth(self.bandwidth_mhz, self.scs_khz, self.band)
+        return self
+
+
 class Cell(_Strict):
     id: str = Field(pattern=ID_RE)
     band: str = Field(pattern=r"^n[0-9]{1,3}$", description="NR operating band, e.g. n78")
     bandwidth_mhz: float = Field(gt=0, le=400)
     scs_khz: Literal[15, 30, 60, 120, 240] = 30
+    duplex: Literal["tdd", "fdd"] = Field("tdd", description="fdd: every slot both ways")
     tdd_pattern: str = "DDDSU"
     special_slot: str = Field(
         "10:2:2",
@@ -113,14 +156,26 @@ class Cell(_Strict):
     )
     layers_dl: int = Field(4, ge=1, le=8)
     layers_ul: int = Field(1, ge=1, le=4)
-    max_modulation_dl: Literal["QPSK", "16QAM", "64QAM", "256QAM", "1024QAM"] = "256QAM"
+    max_modulation_dl: Modulation = "256QAM"
     max_modulation_ul: Literal["QPSK", "16QAM", "64QAM", "256QAM"] = "64QAM"
+    scaling_factor: float = Field(1.0, description="f of TS 38.306 §4.1.2: 1, 0.8, 0.75 or 0.4")
+    carrier: tuple[Carrier, ...] = Field((), description="more component carriers (CA)")
+    sul: SupplementaryUplink | None = None
+    ul_grant: Literal["dynamic", "configured"] = Field(
+        "dynamic",
+        description="uplink scheduling: scheduling request + grant, or configured grant",
+    )
+    bler: float = Field(0.1, ge=0, lt=1, description="block error rate of a HARQ transmission")
+    max_harq_tx: int = Field(4, ge=1, le=16, description="HARQ transmissions before loss")
 
     @field_validator("tdd_pattern")
     @classmethod
     def _pattern(cls, v: str) -> str:
         if not PATTERN_RE.match(v):
             raise ValueError(f"TDD pattern {v!r} may only contain D, S and U slots")
+        from factory5g.net.tdd import parse_pattern  # a leaf module: no cycle
+
+        parse_pattern(v, (10, 2, 2))
         return v
 
     # A field validator (not a model validator) so that the error points at the special_slot key.
@@ -130,13 +185,30 @@ class Cell(_Strict):
         dl, gp, ul = (int(x) for x in v.split(":"))
         if dl + gp + ul != 14:  # TS 38.211 §4.3.2: 14 OFDM symbols per slot, normal CP
             raise ValueError(f"special slot {v} has {dl + gp + ul} symbols; a slot has 14")
+        if gp < 1:
+            raise ValueError(f"special slot {v} needs at least 1 guard symbol")
         return v
+
+    @field_validator("scaling_factor")
+    @classmethod
+    def _scaling(cls, v: float) -> float:
+        if v not in (1.0, 0.8, 0.75, 0.4):  # TS 38.306 §4.1.2
+            raise ValueError(f"scaling_factor {v:g} is not one of 1, 0.8, 0.75, 0.4")
+        return v
+
+    @model_validator(mode="after")
+    def _bandwidths(self) -> Cell:
+        _check_bandwidth(self.bandwidth_mhz, self.scs_khz, self.band)
+        for c in self.carrier:
+            _check_bandwidth(c.bandwidth_mhz, c.scs_khz or self.scs_khz, c.band or self.band)
+        return self
 
 
 class Slice(_Strict):
     name: str = Field(pattern=ID_RE)
     sst: int = Field(ge=0, le=255, description="Slice/Service Type (TS 23.501 §5.15.2.2)")
     sd: str | None = Field(None, pattern=r"^[0-9A-Fa-f]{6}$")
+    dnn: str = Field("internet", min_length=1, description="data network name of its sessions")
 
 
 class QosProfile(_Strict):
@@ -148,8 +220,26 @@ class QosProfile(_Strict):
     mbr_ul_mbps: float | None = Field(None, ge=0)
     mbr_dl_mbps: float | None = Field(None, ge=0)
 
+    @field_validator("five_qi")
+    @classmethod
+    def _standardized(cls, v: int) -> int:
+        from factory5g.net.fiveqi import five_qi  # a leaf module: no cycle
+
+        five_qi(v)
+        return v
+
 
 class Network(_Strict):
+    mcc: str = Field("001", pattern=r"^[0-9]{3}$", description="mobile country code")
+    mnc: str = Field("01", pattern=r"^[0-9]{2,3}$", description="mobile network code")
+    edge_dnai: str = Field(
+        "site-edge", min_length=1, description="DNAI of the on-site UPF (local breakout)"
+    )
+    emulate: bool = Field(
+        False,
+        description="run the NEF emulator and route the equipment's traffic through the "
+        "user-space link emulator (for the demo, or a site tested without its radio)",
+    )
     cell: tuple[Cell, ...] = ()
     slice: tuple[Slice, ...] = ()
     qos: tuple[QosProfile, ...] = ()
@@ -170,13 +260,21 @@ class FlowKind(StrEnum):
 
 
 class Flow(_Strict):
-    """A traffic flow a device carries, for network planning."""
+    """A traffic flow a device carries, for network planning.
+
+    Either a rate (``ul_mbps``/``dl_mbps``, e.g. a 4K camera 25 Mbit/s UL) or cyclic traffic
+    (``period_ms`` + ``payload_bytes`` in ``direction``, e.g. a PLC 2 ms / 40 B both ways), or both.
+    """
 
     kind: FlowKind
+    name: str | None = Field(None, pattern=ID_RE)
     ul_mbps: float = Field(0.0, ge=0)
     dl_mbps: float = Field(0.0, ge=0)
     period_ms: float | None = Field(None, gt=0, description="cyclic traffic: one packet per period")
     payload_bytes: int | None = Field(None, gt=0)
+    direction: Literal["ul", "dl", "both"] = Field(
+        "both", description="which way the cyclic packets go"
+    )
     qos: str | None = Field(None, description="QoS profile of this flow, default the device's")
 
 
@@ -186,6 +284,12 @@ class Device(_Strict):
     slice: str
     qos: str | None = None
     cell: str | None = None
+    ipv4: str | None = Field(
+        None,
+        pattern=r"^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$",
+        description="static UE address (NEF requests name the UE by it)",
+    )
+    msisdn: str | None = Field(None, pattern=r"^[0-9]{5,15}$")
     carries: tuple[Flow, ...] = ()
     description: str = ""
 
@@ -361,7 +465,26 @@ INTERLOCK_RE = re.compile(
 )
 
 
+def _check_interlocks(v: tuple[str, ...]) -> tuple[str, ...]:
+    for expr in v:
+        if not INTERLOCK_RE.match(expr):
+            raise ValueError(
+                f"interlock {expr!r} is not 'equipment.signal OP value' "
+                "(OP one of == != < <= > >=, value a number, true or false)"
+            )
+    return v
+
+
 class Writable(_Strict):
+    """A signal operators may write (``apps/control``), with its guards.
+
+    ``interlocks`` are checked on live values at execution time; ``alarm_interlocks`` name
+    equipment that must have no active alarm of ``alarm_interlock_priority`` or above.
+    ``confirm``: ``ack`` (the protocol's write response: Modbus, OPC UA) or ``readback`` (the
+    value comes back through the read path within ``tolerance``); default ``ack``, except
+    ``readback`` for Sparkplug (a DCMD has no acknowledgement).
+    """
+
     signal: str
     role: Role = Role.OPERATOR
     min: float | None = None
@@ -369,21 +492,56 @@ class Writable(_Strict):
     safe_value: float | None = None
     survival_ms: float | None = Field(None, gt=0)
     interlocks: tuple[str, ...] = ()
+    alarm_interlocks: tuple[str, ...] = Field((), description="equipment ids")
+    alarm_interlock_priority: Priority = Priority.HIGH
+    confirm: Literal["ack", "readback"] | None = None
+    tolerance: float | None = Field(None, ge=0, description="read-back tolerance, signal units")
 
     @field_validator("interlocks")
     @classmethod
     def _syntax(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for expr in v:
-            if not INTERLOCK_RE.match(expr):
-                raise ValueError(
-                    f"interlock {expr!r} is not 'equipment.signal OP value' "
-                    "(OP one of == != < <= > >=, value a number, true or false)"
-                )
-        return v
+        return _check_interlocks(v)
+
+    @model_validator(mode="after")
+    def _range(self) -> Writable:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not be above max ({self.max})")
+        if self.safe_value is not None and not (
+            (self.min is None or self.safe_value >= self.min)
+            and (self.max is None or self.safe_value <= self.max)
+        ):
+            raise ValueError(f"safe_value {self.safe_value} is outside min..max")
+        return self
+
+
+class ControlMethod(_Strict):
+    """An OPC UA method operators may call (``Call`` service, OPC 10000-4 §5.11.2).
+
+    ``id`` is how commands name it (``equipment.name``); numeric arguments must lie within
+    ``min``..``max``; the method's Good status is the device's acknowledgement.
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*\.[A-Za-z][A-Za-z0-9_]*$")
+    endpoint: str = Field(min_length=1, description="id of an [[opcua]] endpoint")
+    object: str = Field(pattern=r"^(ns=\d+;|nsu=[^;]+;)?[isgb]=.+$")
+    method: str = Field(pattern=r"^(ns=\d+;|nsu=[^;]+;)?[isgb]=.+$")
+    role: Role = Role.OPERATOR
+    args: int = Field(1, ge=0, le=16, description="number of input arguments")
+    min: float | None = None
+    max: float | None = None
+    interlocks: tuple[str, ...] = ()
+    alarm_interlocks: tuple[str, ...] = Field((), description="equipment ids")
+    alarm_interlock_priority: Priority = Priority.HIGH
+
+    @field_validator("interlocks")
+    @classmethod
+    def _syntax(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_interlocks(v)
 
 
 class Control(_Strict):
     writable: tuple[Writable, ...] = ()
+    method: tuple[ControlMethod, ...] = ()
 
 
 # -- [sparkplug] ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Self
 
@@ -40,8 +41,17 @@ class SparkplugPeers:
     """The site's simulated edge nodes, as one async context manager and one ``SimPeer``."""
 
     def __init__(
-        self, site: Site, plant: Plant, *, host: str, port: int, primary_host: str | None
+        self,
+        site: Site,
+        plant: Plant,
+        *,
+        host: str,
+        port: int,
+        primary_host: str | None,
+        fronts: Mapping[tuple[str, str], tuple[str, int]] | None = None,
     ) -> None:
+        """``fronts``: per (group, edge id), another broker address to connect to (the edge
+        node's 5G link, emulated); the others connect to ``host:port``."""
         self.plant = plant
         groups: dict[tuple[str, str], dict[str | None, list[tuple[int, MetricSpec]]]] = {}
         simulated = {s.id for s in plant.signals}
@@ -63,8 +73,12 @@ class SparkplugPeers:
         self._devices: dict[int, list[_Device]] = {}
         self._by_metric: dict[tuple[int, str | None, str], int] = {}
         for (group, edge), devs in groups.items():
+            node_host, node_port = (fronts or {}).get((group, edge), (host, port))
             options = MqttOptions(
-                host=host, port=port, client_id=f"f5g-sim-{group}-{edge}", wait_for_broker=True
+                host=node_host,
+                port=node_port,
+                client_id=f"f5g-sim-{group}-{edge}",
+                wait_for_broker=True,
             )
             node = EdgeNode(
                 options,

@@ -8,6 +8,18 @@ Protocol (JSON text frames)::
     server → {"type": "samples", "signal": [...], "ts": [...], "value": [...], "quality": [...]}
     server → {"type": "error", "detail": "..."}   (the connection stays open)
 
+    client → {"subscribe_events": ["alarms", "commands"]}     app events, as they happen
+    client → {"unsubscribe_events": ["alarms"]}
+    server → {"type": "events", "topics": [...]}              the topics now subscribed
+    server → {"type": "alarm", "id", "state", "action", "active", "priority", ...}
+    server → {"type": "command", "id", "state", "target", "reason_code", "reason", ...}
+    server → {"type": "jog", "event": "started"|"released"|"watchdog"|"stopped", "id", ...}
+    client → {"heartbeat": "<jog id>"}     keeps a hold-to-run session alive (its owner only)
+    server → {"type": "heartbeat", "jog": "<jog id>", "heartbeats": n}
+
+Events are never coalesced; a client that falls more than 1000 events behind loses the oldest
+(the alarm history and the audit log keep everything).
+
 Authentication: ``?token=`` (browsers cannot set headers on a WebSocket) or an ``Authorization:
 Bearer`` header. Without a valid token the server closes with code 4401; a role too small, 4403.
 Slow clients lose the oldest updates, never slow down ingestion (a DROP_OLDEST subscription), and
@@ -29,6 +41,7 @@ from factory5g.api.deps import authenticate
 from factory5g.api.problems import Problem
 from factory5g.api.routes.signals import columns
 from factory5g.api.tokens import TokenStore
+from factory5g.apps.control import JogError, Principal
 from factory5g.model import UnknownSignalError
 from factory5g.model.site import Role
 from factory5g.model.tree import signal_dict
@@ -40,6 +53,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
+EVENT_TOPICS = frozenset({"alarms", "commands"})
 
 
 def _samples_message(batch: Batch) -> str:
@@ -86,7 +100,9 @@ async def live(ws: WebSocket) -> None:
         return
 
     wanted: set[int] = set()
+    topics: set[str] = set()
     sub = rt.bus.subscribe(f"live:{who.name}", maxsize=64, policy=SlowConsumerPolicy.DROP_OLDEST)
+    listener = rt.events.listen(EVENT_TOPICS)
 
     async def send_latest(ids: list[int]) -> None:
         if ids:
@@ -111,16 +127,42 @@ async def live(ws: WebSocket) -> None:
             for r in refs:
                 wanted.discard(rt.site.signals.get(r).id)
             await ws.send_json({"type": "unsubscribed", "signals": refs})
+        elif "subscribe_events" in msg or "unsubscribe_events" in msg:
+            adding = "subscribe_events" in msg
+            names = msg["subscribe_events" if adding else "unsubscribe_events"]
+            if not isinstance(names, list) or not set(names) <= EVENT_TOPICS:
+                raise TypeError(f"event topics are a list of {sorted(EVENT_TOPICS)}")
+            if adding:
+                topics.update(names)
+            else:
+                topics.difference_update(names)
+            await ws.send_json({"type": "events", "topics": sorted(topics)})
+        elif "heartbeat" in msg:
+            if rt.control is None:
+                raise TypeError("the control app is not running")
+            principal = Principal(who.id, who.name, who.role)
+            jog = rt.control.heartbeat(str(msg["heartbeat"]), principal)
+            await ws.send_json({"type": "heartbeat", "jog": jog.id, "heartbeats": jog.heartbeats})
         else:
-            raise TypeError("expected {'subscribe': [...]} or {'unsubscribe': [...]}")
+            raise TypeError(
+                "expected {'subscribe': [...]}, {'unsubscribe': [...]}, "
+                "{'subscribe_events': [...]}, {'unsubscribe_events': [...]} or {'heartbeat': id}"
+            )
 
     async def reader() -> None:
         while True:
             text = await ws.receive_text()
             try:
                 await handle(text)
-            except (ValueError, TypeError, UnknownSignalError) as exc:
+            except (ValueError, TypeError, UnknownSignalError, JogError) as exc:
                 await ws.send_json({"type": "error", "detail": str(exc)})
+
+    async def event_sender() -> None:
+        while True:
+            event = await listener.get()
+            if event.get("topic") in topics:
+                out = {k: v for k, v in event.items() if k != "topic"}
+                await ws.send_text(json.dumps(out, separators=(",", ":"), default=str))
 
     async def sender() -> None:
         loop = asyncio.get_running_loop()
@@ -144,6 +186,7 @@ async def live(ws: WebSocket) -> None:
     tasks = [
         asyncio.create_task(reader(), name="f5g-live-reader"),
         asyncio.create_task(sender(), name="f5g-live-sender"),
+        asyncio.create_task(event_sender(), name="f5g-live-events"),
     ]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -153,6 +196,7 @@ async def live(ws: WebSocket) -> None:
                 log.warning("live connection of %s ended: %r", who.name, error)
     finally:
         sub.close()
+        listener.close()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

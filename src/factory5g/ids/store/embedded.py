@@ -18,6 +18,18 @@ lookup takes microseconds; handing it to a thread would cost more than it saves)
 in one dedicated thread (``f5g-ids-store``) with one connection, so the event loop never waits
 for an ``fsync``; across processes they are serialised by ``BEGIN IMMEDIATE``.
 
+Change stamp: :meth:`EmbeddedHandleStore.change_stamp_sync` returns the first copy of the
+WAL-index header (the first 48 bytes of the ``-shm`` file, read through a read-only ``mmap``;
+https://www.sqlite.org/walformat.html §2.1). Every committed write transaction, in any process,
+rewrites it before ``COMMIT`` returns (its change counter ``iChange``, last frame ``mxFrame`` and
+checksum change; a checkpoint that restarts the WAL changes the salts), so "the stamp is what it
+was" means "nothing was committed since" — the check behind the resolution answer cache of
+:class:`factory5g.ids.api.HandleFastPath`, at 0.1 µs where ``PRAGMA data_version`` costs 3.5 µs,
+as much as the lookup it would save. The file is mapped only once a reader connection of this
+store holds it (SQLite never truncates or unlinks the ``-shm`` while a connection has it open),
+and unmapped before the readers close; anything unexpected (no ``-shm``, another header
+version) disables the stamp (None), never the store.
+
 Durability: with ``synchronous=FULL`` a transaction is in the WAL and ``fsync``ed before
 ``COMMIT`` returns, so a kill -9 (or a power loss, if the drive honours flushes) keeps every
 acknowledged write and no partial one (tests/ids/test_transfer.py kills an import mid-way).
@@ -27,7 +39,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import mmap
 import sqlite3
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -62,6 +76,11 @@ def _require_wal(conn: sqlite3.Connection, path: Path) -> None:
         raise RuntimeError(f"{path}: cannot use WAL journal mode (got {mode})")
 
 
+# The WAL-index header (walformat.html §2.1): iVersion, padding, iChange, isInit, ... 48 bytes.
+_WAL_INDEX_HEADER = 48
+_WAL_INDEX_VERSION = 3007000
+
+
 def _like(pattern: str) -> str:
     escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped.replace("*", "%")
@@ -78,6 +97,8 @@ class EmbeddedHandleStore:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        self._shm: mmap.mmap | None = None
+        self._shm_tried = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -117,6 +138,10 @@ class EmbeddedHandleStore:
 
     def close_sync(self) -> None:
         self._closed = True
+        with self._readers_lock:
+            if self._shm is not None:  # before the readers: they keep the -shm file alive
+                self._shm.close()
+                self._shm = None
         if self._pool is not None:
             if self._writer is not None:
                 self._pool.submit(self._writer.close).result()
@@ -175,6 +200,42 @@ class EmbeddedHandleStore:
 
     async def get(self, key: str) -> StoredRecord | None:
         return self.get_sync(key)
+
+    def change_stamp_sync(self) -> bytes | None:
+        """Bytes that differ after any write transaction committed to the file by any
+        connection of any process (see the module docstring); None when unavailable."""
+        shm = self._shm
+        if shm is None:
+            if self._shm_tried:
+                return None
+            shm = self._map_shm()
+            if shm is None:
+                return None
+        return shm[:_WAL_INDEX_HEADER]
+
+    def _map_shm(self) -> mmap.mmap | None:
+        with self._readers_lock:
+            if self._shm_tried or self._closed:
+                return self._shm
+            self._shm_tried = True
+        # A read through a reader connection maps the -shm file for SQLite and keeps it open
+        # (and un-truncated) for as long as that connection lives, which outlives our map.
+        self._reader().execute("SELECT 1 FROM handles LIMIT 1").fetchall()
+        try:
+            with open(f"{self.path}-shm", "rb") as f:
+                shm = mmap.mmap(f.fileno(), _WAL_INDEX_HEADER, prot=mmap.PROT_READ)
+        except (OSError, ValueError):
+            return None
+        version, _, _, is_init = struct.unpack_from("=IIIB", shm)
+        if version != _WAL_INDEX_VERSION or not is_init:
+            shm.close()
+            return None
+        with self._readers_lock:
+            if self._closed:
+                shm.close()
+                return None
+            self._shm = shm
+        return shm
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, StoredRecord]:
         out: dict[str, StoredRecord] = {}

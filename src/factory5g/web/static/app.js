@@ -12,8 +12,9 @@ const HEALTH_EVERY_MS = 5_000;
 const STALE_AFTER_MS = 10_000;
 const SPARK_REDRAW_MS = 500; // 2 min over ~70 px is ~1.7 s a pixel: redrawing faster shows nothing
 const OFFLINE_AFTER_ATTEMPTS = 5;
-const SPARKPLUG_EVERY_MS = 3_000; // while the connectivity view is open
-const SPARKPLUG_IDLE_MS = 15_000; // otherwise: only the tree entry's count and state
+const CONNECT_EVERY_MS = 3_000; // an adapter's counters while its view is open
+const CONNECT_IDLE_MS = 15_000; // otherwise: only its tree entry's count and state
+const RATE_MIN_SPAN_MS = 2_000; // a rate over a shorter span would only be noise
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 // OPC DA quality byte, as on the wire (stream/batch.py Quality): only the top two bits decide.
@@ -40,8 +41,9 @@ const state = {
   timers: new Set(),
   rendering: false,
   detail: null,
-  spb: null, // {data, at, prev: Map edge → {messages, at}, ages: [[element, last_seen ms]]}
-  spbSeq: 0, // bumped by every Sparkplug poll: an older answer still in flight is dropped
+  // adapter key → {data, at, rates: Map row → {count, at, rate}, error, seq, ages}; seq is
+  // bumped by every poll: an older answer still in flight is dropped.
+  connect: new Map(),
 };
 
 // ------------------------------------------------------------------------------ formatting
@@ -253,7 +255,7 @@ function stop() {
   fullTimeFormat = null;
   for (const id of ["site-name", "site-prefix", "site-clock", "samples"]) $(id).textContent = "—";
   for (const id of ["count-all", "scope-count"]) $(id).textContent = "";
-  resetSparkplug();
+  resetConnectivity();
   $("health").dataset.status = "unknown";
   document.title = "factory5g console";
   document.body.dataset.session = "none";
@@ -302,7 +304,7 @@ async function start(token) {
   document.body.dataset.session = "open";
   connect(gen);
   pollHealth(gen);
-  pollSparkplug(gen);
+  for (const a of ADAPTERS) pollAdapter(a, gen);
   tick(gen);
 }
 
@@ -387,7 +389,7 @@ function buildTree(site) {
 }
 
 function scopeKey(s) {
-  if (s.kind === "connect") return "connect";
+  if (s.kind === "connect") return `connect:${s.adapter}`;
   return s.kind === "all" ? "all" : [s.kind, s.area, s.line ?? s.id ?? ""].join("\u001f");
 }
 
@@ -413,12 +415,15 @@ function select(scope) {
   $("connect").hidden = !connectivity;
   $("cards").hidden = connectivity;
   if (connectivity) {
+    const a = adapterNamed(scope.adapter);
     closeDetail();
     $("empty").hidden = true;
-    $("scope").textContent = "Connectivity › Sparkplug B";
+    $("scope").textContent = `Connectivity › ${a.title}`;
+    $("scope-count").textContent = "";
+    $("connect").dataset.adapter = a.key;
     state.visible.clear();
-    renderSparkplug();
-    pollSparkplug(state.generation); // now, and every few seconds while the view is open
+    renderAdapter(a);
+    pollAdapter(a, state.generation); // now, and every few seconds while the view is open
     return;
   }
   const crumbs =
@@ -1082,76 +1087,449 @@ function drawChart() {
 }
 
 // ------------------------------------------------------------------------------ connectivity
+//
+// One entry at the foot of the tree per protocol adapter, each opening a view of its counters:
+// a line of facts about the client, then one table row per edge node, endpoint or device. The
+// adapters differ only in what they count, declared below as one description each (the columns
+// with a value function, like Home Assistant's entity descriptions); polling, rates, ages and
+// errors are shared.
 
-function resetSparkplug() {
-  state.spb = null;
-  state.spbSeq++;
-  $("connectivity").hidden = true;
-  $("connect").hidden = true;
-  $("cards").hidden = false;
-  const entry = $("tree-sparkplug");
-  entry.dataset.state = "unknown";
-  entry.title = "";
-  $("count-sparkplug").textContent = "";
-  $("spb-state").dataset.state = "unknown";
-  $("spb-state").querySelector(".label").textContent = "—";
-  $("spb-facts").replaceChildren();
-  $("spb-error").hidden = true;
-  for (const tb of [...$("spb-nodes").tBodies]) tb.remove();
+const HOST = "\u0000host"; // the rate key of a whole adapter, which no row key can be
+const int = (x) => numberFormat(0).format(x ?? 0);
+const plural = (n, [one, many]) => `${int(n)} ${n === 1 ? one : many}`;
+const sum = (rows, f) => rows.reduce((t, r) => t + (f(r) ?? 0), 0);
+
+/** A counter column. `warn`: a counter that should stay 0 and is not shows amber, with a marker
+ *  (like an uncertain value), and marks its row. */
+function counterColumn(col, title, field, opts = {}) {
+  return {
+    col,
+    head: opts.head ?? col.replaceAll("-", " "),
+    title,
+    n: true,
+    value: (r) => int(r[field]),
+    warn: opts.warn ? (r) => r[field] > 0 : undefined,
+    cellTitle: opts.cellTitle,
+  };
 }
 
-/** The Sparkplug host's counters: every 3 s while the view is open, else now and then for the
- *  tree entry. A 404 means the site runs no Sparkplug host: the entry and the view go away. */
-async function pollSparkplug(gen) {
-  if (gen !== state.generation) return;
-  const seq = ++state.spbSeq;
-  const next = () =>
-    later(
-      () => {
-        if (seq === state.spbSeq) pollSparkplug(gen);
+const rateColumn = (head, title) => ({ col: "rate", head, title, n: true, rate: true });
+const ageColumn = (head, title, field) => ({
+  col: head.replaceAll(" ", "-"),
+  head,
+  title,
+  n: true,
+  age: (r) => r[field],
+});
+
+function linkState(stateWord, word) {
+  return el(
+    "span",
+    { class: "link-state", "data-state": stateWord },
+    el("i", { class: "dot", "aria-hidden": "true" }),
+    el("span", { class: "label", text: word }),
+  );
+}
+
+/** The state column of an endpoint or a device: connected or not, and why not. */
+const connectedColumn = {
+  col: "state",
+  head: "state",
+  value: (r) => {
+    const word = r.connected ? "connected" : "disconnected";
+    return linkState(word, word);
+  },
+  cellTitle: (r) => (r.last_error ? `last error: ${r.last_error}` : ""),
+};
+
+function lastErrorLine(r) {
+  return r.last_error ? `last error: ${r.last_error}` : "no error so far";
+}
+
+function formatInterval(ms) {
+  if (ms < 1_000) return `${numberFormat(0).format(ms)} ms`;
+  if (ms < 60_000) return `${numberFormat(ms % 1_000 ? 1 : 0).format(ms / 1_000)} s`;
+  return `${numberFormat(ms % 60_000 ? 1 : 0).format(ms / 60_000)} min`;
+}
+
+function formatMs(ms) {
+  if (ms === null || ms === undefined) return "—";
+  return `${numberFormat(ms < 10 ? 1 : 0).format(ms)} ms`;
+}
+
+function nodeAttention(n) {
+  if (!n.online) return "bad";
+  const devicesDown = n.devices.some((d) => !d.online);
+  return !n.mapped || n.gaps || n.rebirths || n.decode_errors || devicesDown ? "warn" : "none";
+}
+
+const SPARKPLUG = {
+  key: "sparkplug",
+  title: "Sparkplug B",
+  label: "Sparkplug B host and edge nodes",
+  path: "connect/sparkplug",
+  what: "the Sparkplug host's counters",
+  noun: ["edge node", "edge nodes"],
+  who: (d) => `Sparkplug B host ${d.host_id}`,
+  rows: (d) => d.nodes,
+  rowKey: (n) => `${n.group}/${n.edge}`,
+  rated: (n) => n.messages, // the rate column: messages a second
+  hostRated: (d) => d.mqtt?.messages_in ?? 0,
+  attention: nodeAttention,
+  summary: (d, nodes) => {
+    const unmapped = nodes.filter((n) => !n.mapped).length;
+    return [`${nodes.filter((n) => n.online).length} online`, unmapped && `${unmapped} unmapped`];
+  },
+  hostError: (d) => d.mqtt?.last_error,
+  facts: (d, hostRate) => {
+    const mqtt = d.mqtt ?? {};
+    return [
+      ["host id", d.host_id, { mono: true }],
+      ["broker", d.broker, { mono: true, tag: d.demo_broker ? "in-process demo" : null }],
+      ["STATE topic", d.state_topic, { mono: true }],
+      ["messages in", int(mqtt.messages_in), { suffix: rateSuffix(hostRate) }],
+      ["received", formatBytes(mqtt.bytes_in ?? 0)],
+      ["sessions lost", int(d.session_losses), { warn: d.session_losses > 0 }],
+      ["unknown topics", int(d.unknown_topics), { warn: d.unknown_topics > 0 }],
+      ["oversized", int(d.oversized), { warn: d.oversized > 0 }],
+    ];
+  },
+  /** Unmapped edge nodes first, under their own heading: they want the engineer's attention. */
+  groups: (nodes) => {
+    const unmapped = nodes.filter((n) => !n.mapped);
+    const mapped = nodes.filter((n) => n.mapped);
+    if (!unmapped.length) return [{ name: "mapped", rows: mapped }];
+    const head = [
+      "Unmapped — map them in the site file (",
+      el("code", { text: "[[sparkplug.map]]" }),
+      ")",
+      el("span", { class: "muted", text: ` · ${unmapped.length}` }),
+    ];
+    return [
+      { name: "unmapped", head, rows: unmapped },
+      { name: "mapped", head: ["Mapped to the site's equipment"], rows: mapped },
+    ];
+  },
+  rowData: (n) => ({ "data-online": String(n.online), "data-mapped": String(n.mapped) }),
+  rowTitle: (n) =>
+    [
+      n.equipment && `equipment ${n.equipment}`,
+      `bdSeq ${n.bd_seq ?? "—"}`,
+      `seq ${n.seq ?? "—"}`,
+      `${n.births} births`,
+      `${n.deaths} deaths${n.stale_deaths ? ` (+${n.stale_deaths} stale)` : ""}`,
+    ]
+      .filter(Boolean)
+      .join(" · "),
+  columns: [
+    {
+      col: "edge",
+      head: "group / edge node",
+      wide: true,
+      value: (n) => [
+        el("span", { class: "group", text: n.group }),
+        el("span", { class: "sep", text: " / " }),
+        el("span", { class: "name", text: n.edge }),
+      ],
+    },
+    {
+      col: "state",
+      head: "state",
+      value: (n) => {
+        const word = n.online ? "online" : n.born ? "offline" : "no birth";
+        return linkState(n.online ? "online" : "offline", word);
       },
-      state.scope.kind === "connect" ? SPARKPLUG_EVERY_MS : SPARKPLUG_IDLE_MS,
+    },
+    {
+      col: "devices",
+      head: "devices",
+      title: "devices online / devices born",
+      n: true,
+      value: (n) => `${n.devices.filter((d) => d.online).length}/${n.devices.length}`,
+      warn: (n) => n.devices.some((d) => !d.online),
+      cellTitle: (n) =>
+        n.devices.length
+          ? n.devices
+              .map((d) => `${d.device}: ${d.online ? "online" : "offline"}, ${d.signals} signals`)
+              .join("\n")
+          : "no devices",
+    },
+    counterColumn("signals", "signals mapped from this edge node's metrics", "signals"),
+    counterColumn("messages", "Sparkplug messages received from this edge node", "messages"),
+    rateColumn("msg/s", "messages a second, since the previous refresh"),
+    counterColumn("metrics", "metric values received", "metrics"),
+    counterColumn("gaps", "sequence-number gaps", "gaps", { warn: true }),
+    counterColumn("rebirths", "rebirth requests sent to the edge node", "rebirths", { warn: true }),
+    counterColumn("decode-errors", "payloads that could not be decoded", "decode_errors", {
+      warn: true,
+    }),
+    ageColumn("last seen", "time since the last message", "last_seen"),
+  ],
+  empty: () => "No edge node has published a birth certificate yet.",
+};
+
+const SECURITY_WORDS = { none: "none", sign: "sign", sign_encrypt: "sign & encrypt" };
+
+const OPCUA = {
+  key: "opcua",
+  title: "OPC UA",
+  label: "OPC UA client and its endpoints",
+  path: "connect/opcua",
+  what: "the OPC UA client's counters",
+  noun: ["endpoint", "endpoints"],
+  who: () => "OPC UA client",
+  rows: (d) => d.endpoints,
+  rowKey: (e) => e.id,
+  rowUp: (e) => e.connected,
+  rated: (e) => e.samples, // the rate column: samples a second
+  hostRated: (d) => sum(d.endpoints, (e) => e.samples),
+  attention: (e) => {
+    if (!e.connected) return "bad";
+    return e.bad_items || e.errors || e.reconnects || e.unsupported ? "warn" : "none";
+  },
+  summary: (d, eps) => [`${eps.filter((e) => e.connected).length} connected`],
+  facts: (d, hostRate) => {
+    const eps = d.endpoints;
+    const bad = sum(eps, (e) => e.bad_items);
+    const errors = sum(eps, (e) => e.errors);
+    return [
+      ["items monitored", int(sum(eps, (e) => e.items))],
+      ["bad items", int(bad), { warn: bad > 0 }],
+      ["samples", int(sum(eps, (e) => e.samples)), { suffix: rateSuffix(hostRate) }],
+      ["notifications", int(sum(eps, (e) => e.notifications))],
+      ["writes", int(sum(eps, (e) => e.writes))],
+      ["method calls", int(sum(eps, (e) => e.calls))],
+      ["errors", int(errors), { warn: errors > 0 }],
+    ];
+  },
+  rowData: (e) => ({ "data-connected": String(e.connected) }),
+  rowTitle: (e) => {
+    const revised =
+      e.revised_publishing_ms !== null && e.revised_publishing_ms !== e.publishing_ms
+        ? `, revised by the server to ${formatInterval(e.revised_publishing_ms)}`
+        : "";
+    return [
+      `publishing interval ${formatInterval(e.publishing_ms)}${revised}`,
+      `${int(e.notifications)} notifications · ${int(e.unsupported)} unsupported values`,
+      `${int(e.writes)} writes · ${int(e.calls)} method calls`,
+      lastErrorLine(e),
+    ].join("\n");
+  },
+  columns: [
+    { col: "endpoint", head: "endpoint", value: (e) => el("span", { class: "name", text: e.id }) },
+    {
+      col: "url",
+      head: "url",
+      wide: true,
+      clip: true, // a long URL must not push the counters out of sight: the tooltip has it all
+      value: (e) => el("span", { class: "mono", text: e.url }),
+      cellTitle: (e) => e.url,
+    },
+    {
+      col: "security",
+      head: "security",
+      title: "message security mode (OPC 10000-4 §7.20)",
+      value: (e) => SECURITY_WORDS[e.security] ?? e.security,
+    },
+    connectedColumn,
+    counterColumn("items", "monitored items on the server", "items"),
+    counterColumn("bad-items", "items the server refused", "bad_items", { warn: true }),
+    counterColumn("samples", "values received and published to the bus", "samples"),
+    rateColumn("samples/s", "samples a second, since the previous refresh"),
+    counterColumn("reconnects", "sessions made after a lost one", "reconnects", { warn: true }),
+    counterColumn("errors", "errors since start; the last one in the tooltip", "errors", {
+      warn: true,
+      cellTitle: lastErrorLine,
+    }),
+    ageColumn("last data", "time since the last data change notification", "last_data"),
+  ],
+  empty: () => "This site's OPC UA bindings name no endpoint.",
+};
+
+/** A poll group as the engineer reads it: "1 s · 3 req/cycle · 12 ms" (interval, requests a
+ *  cycle, how long the last cycle took), then its overruns if any, which wrap rather than
+ *  widen the table. */
+function pollGroupLine(g) {
+  const line = el("span", {
+    class: "pg",
+    "data-warn": String(g.overruns > 0),
+    title:
+      `every ${formatInterval(g.interval_ms)}: ${plural(g.signals, ["signal", "signals"])} in ` +
+      `${plural(g.requests_per_cycle, ["request", "requests"])}\n` +
+      `${int(g.cycles)} cycles, ${int(g.overruns)} overruns (a cycle still running when the ` +
+      `next was due), last cycle ${formatMs(g.last_cycle_ms)}`,
+  });
+  const cycle = [formatInterval(g.interval_ms), `${g.requests_per_cycle} req/cycle`];
+  line.append(el("span", { text: [...cycle, formatMs(g.last_cycle_ms)].join(" · ") }));
+  if (g.overruns) line.append(" · ", el("span", { text: `${int(g.overruns)} overruns` }));
+  return line;
+}
+
+const hostPort = (d) => `${d.host.includes(":") ? `[${d.host}]` : d.host}:${d.port}`;
+const overruns = (d) => sum(d.groups, (g) => g.overruns);
+
+const MODBUS = {
+  key: "modbus",
+  title: "Modbus TCP",
+  label: "Modbus TCP client and its devices",
+  path: "connect/modbus",
+  what: "the Modbus TCP client's counters",
+  noun: ["device", "devices"],
+  who: () => "Modbus TCP client",
+  rows: (d) => d.devices,
+  rowKey: (d) => d.id,
+  rowUp: (d) => d.connected,
+  rated: (d) => d.requests, // the rate column: requests a second
+  hostRated: (d) => sum(d.devices, (x) => x.requests),
+  attention: (d) => {
+    if (!d.connected) return "bad";
+    return d.timeouts || d.exceptions || d.retries || d.reconnects || overruns(d) ? "warn" : "none";
+  },
+  summary: (d, devices) => [`${devices.filter((x) => x.connected).length} connected`],
+  facts: (d, hostRate) => {
+    const devs = d.devices;
+    const total = (f) => sum(devs, (x) => x[f]);
+    const warned = (k, f) => [k, int(total(f)), { warn: total(f) > 0 }];
+    return [
+      ["requests", int(total("requests")), { suffix: rateSuffix(hostRate) }],
+      ["responses", int(total("responses"))],
+      warned("timeouts", "timeouts"),
+      warned("exceptions", "exceptions"),
+      warned("retries", "retries"),
+      warned("reconnects", "reconnects"),
+      ["poll overruns", int(sum(devs, overruns)), { warn: sum(devs, overruns) > 0 }],
+    ];
+  },
+  rowData: (d) => ({ "data-connected": String(d.connected) }),
+  rowTitle: (d) =>
+    [`${int(d.responses)} responses · ${int(d.retries)} retries`, lastErrorLine(d)].join("\n"),
+  columns: [
+    { col: "device", head: "device", value: (d) => el("span", { class: "name", text: d.id }) },
+    {
+      col: "address",
+      head: "address",
+      title: "host:port / unit identifier",
+      wrap: true,
+      value: (d) => [
+        el("span", { class: "mono", text: hostPort(d) }),
+        el("span", { class: "muted", text: ` / unit ${d.unit}` }),
+      ],
+    },
+    connectedColumn,
+    counterColumn("requests", "requests sent, retries included", "requests"),
+    rateColumn("req/s", "requests a second, since the previous refresh"),
+    counterColumn("timeouts", "requests that got no answer in time", "timeouts", { warn: true }),
+    counterColumn("exceptions", "Modbus exception responses", "exceptions", {
+      warn: true,
+      cellTitle: lastErrorLine,
+    }),
+    counterColumn("reconnects", "connections made after a lost one", "reconnects", { warn: true }),
+    {
+      col: "poll-groups",
+      head: "poll groups",
+      title: "per poll interval: requests a cycle and the last cycle's duration",
+      wide: true,
+      wrap: true,
+      value: (d) => d.groups.map(pollGroupLine),
+    },
+    ageColumn("last answer", "time since the last good response", "last_ok"),
+  ],
+  empty: () => "This site's Modbus bindings name no device.",
+};
+
+const ADAPTERS = [SPARKPLUG, OPCUA, MODBUS];
+const adapterNamed = (key) => ADAPTERS.find((a) => a.key === key);
+const isOpen = (a) => state.scope.kind === "connect" && state.scope.adapter === a.key;
+
+/** What the console knows of one adapter: its last answer, rates and the error of the last poll. */
+function adapterView() {
+  return { data: null, at: 0, rates: new Map(), error: null, seq: 0, ages: [] };
+}
+
+/** The entries at the foot of the tree, hidden until their adapter answers. */
+function buildConnectivity() {
+  const section = $("connectivity");
+  for (const a of ADAPTERS) {
+    state.connect.set(a.key, adapterView());
+    const entry = el(
+      "button",
+      {
+        type: "button",
+        class: "node",
+        id: `tree-${a.key}`,
+        "data-scope": scopeKey({ kind: "connect", adapter: a.key }),
+        "data-state": "unknown",
+        hidden: true,
+      },
+      el("i", { class: "dot", "aria-hidden": "true" }),
+      el("span", { class: "label", text: a.title }),
+      el("span", { class: "count", id: `count-${a.key}` }),
     );
+    entry.addEventListener("click", () => select({ kind: "connect", adapter: a.key }));
+    section.append(entry);
+  }
+}
+
+function resetAdapter(a) {
+  const v = state.connect.get(a.key);
+  state.connect.set(a.key, { ...adapterView(), seq: v.seq + 1 }); // an answer in flight is dropped
+  const entry = $(`tree-${a.key}`);
+  entry.hidden = true;
+  entry.dataset.state = "unknown";
+  entry.title = "";
+  $(`count-${a.key}`).textContent = "";
+  $("connectivity").hidden = ADAPTERS.every((x) => $(`tree-${x.key}`).hidden);
+}
+
+function resetConnectivity() {
+  for (const a of ADAPTERS) resetAdapter(a);
+  $("connect").hidden = true;
+  $("cards").hidden = false;
+  $("connect").removeAttribute("data-adapter");
+}
+
+/** An adapter's counters: every 3 s while its view is open, else now and then for its tree
+ *  entry. A 404 means the site does not use that protocol: the entry and the view go away. */
+async function pollAdapter(a, gen) {
+  if (gen !== state.generation) return;
+  const v = state.connect.get(a.key);
+  const seq = ++v.seq;
+  const current = () => gen === state.generation && state.connect.get(a.key).seq === seq;
+  const next = () =>
+    later(() => current() && pollAdapter(a, gen), isOpen(a) ? CONNECT_EVERY_MS : CONNECT_IDLE_MS);
   let data;
   try {
-    data = await api("connect/sparkplug");
+    data = await api(a.path);
   } catch (e) {
-    if (gen !== state.generation || seq !== state.spbSeq) return;
+    if (!current()) return;
     if (e instanceof AuthError) return signOut(e.message);
     if (e.status === 404) {
-      resetSparkplug();
-      if (state.scope.kind === "connect") select({ kind: "all" });
+      resetAdapter(a);
+      if (isOpen(a)) select({ kind: "all" });
       return;
     }
-    const err = $("spb-error");
-    const at = state.spb
-      ? ` — the figures below are from ${state.clock.format(state.spb.at)}`
-      : "";
-    err.textContent = `Cannot refresh the Sparkplug host's counters (${e.message})${at}`;
-    err.hidden = false;
-    $("connect").dataset.stale = "true";
-    $("tree-sparkplug").dataset.state = "unknown";
+    // Keep the last figures, marked stale, under the error.
+    v.error = e.message;
+    renderAdapter(a);
     next();
     return;
   }
-  if (gen !== state.generation || seq !== state.spbSeq) return;
+  if (!current()) return;
   const now = Date.now();
-  const prev = state.spb?.prev ?? new Map();
-  state.spb = { data, at: now, prev: new Map(), ages: [] };
+  const rates = new Map();
   const track = (key, count) => {
-    // Messages a second since the previous answer at least 2 s older (a click on the tree
-    // entry fetches at once: a rate over a few ms would only be noise).
-    const p = prev.get(key);
+    // A second's worth since the previous answer at least 2 s older (a click on the tree entry
+    // fetches at once: a rate over a few ms would only be noise).
+    const p = v.rates.get(key);
     let r = { count, at: now, rate: null };
-    if (p && now - p.at < 2_000) r = p;
+    if (p && now - p.at < RATE_MIN_SPAN_MS) r = p;
     else if (p && count >= p.count) r.rate = (count - p.count) / ((now - p.at) / 1_000);
-    state.spb.prev.set(key, r);
+    rates.set(key, r);
   };
-  track("\u0000host", data.mqtt?.messages_in ?? 0);
-  for (const n of data.nodes) track(`${n.group}/${n.edge}`, n.messages);
-  $("spb-error").hidden = true;
-  $("connect").dataset.stale = "false";
-  renderSparkplug();
+  track(HOST, a.hostRated(data));
+  for (const row of a.rows(data)) track(a.rowKey(row), a.rated(row));
+  Object.assign(v, { data, at: now, rates, error: null });
+  renderAdapter(a);
   next();
 }
 
@@ -1174,171 +1552,154 @@ function formatBytes(b) {
   return `${numberFormat(i === 0 ? 0 : 1).format(b)} ${units[i]}`;
 }
 
-function nodeAttention(n) {
-  if (!n.online) return "bad";
-  const devicesDown = n.devices.some((d) => !d.online);
-  return !n.mapped || n.gaps || n.rebirths || n.decode_errors || devicesDown ? "warn" : "none";
+/** The tree entry (always) and the view (when open) of one adapter. */
+function renderAdapter(a) {
+  const v = state.connect.get(a.key);
+  if (!v.data && !v.error) return; // not asked yet
+  const entry = $(`tree-${a.key}`);
+  entry.hidden = false;
+  $("connectivity").hidden = false;
+  const rows = v.data ? a.rows(v.data) : [];
+  const count = v.data ? plural(rows.length, a.noun) : "";
+  const summary = [count, ...(v.data ? a.summary(v.data, rows) : [])].filter(Boolean).join(" · ");
+  $(`count-${a.key}`).textContent = count;
+  if (v.error) {
+    entry.dataset.state = "unknown";
+    entry.title = `${a.title}: cannot refresh (${v.error})`;
+  } else {
+    // Whether anything wants a look: red for a lost link, amber for counters that should be 0.
+    const attention = rows.map(a.attention);
+    entry.dataset.state =
+      !v.data.connected || attention.includes("bad")
+        ? "bad"
+        : attention.includes("warn")
+          ? "warn"
+          : "ok";
+    const link = v.data.connected ? "connected" : "disconnected";
+    entry.title = `${a.who(v.data)} · ${link} · ${summary}`;
+  }
+  if (!isOpen(a)) return;
+
+  const view = $("connect");
+  view.setAttribute("aria-label", a.label);
+  $("scope-count").textContent = summary;
+  const err = $("connect-error");
+  const at = v.data ? ` — the figures below are from ${state.clock.format(v.at)}` : "";
+  err.textContent = v.error ? `Cannot refresh ${a.what} (${v.error})${at}` : "";
+  err.hidden = !v.error;
+  view.dataset.stale = String(Boolean(v.error));
+  renderClient(a, v, rows);
+  renderRows(a, v, rows);
 }
 
-function renderSparkplug() {
-  const spb = state.spb;
-  if (!spb) return;
-  const { data } = spb;
-  const nodes = data.nodes;
-  const unmapped = nodes.filter((n) => !n.mapped);
-  const online = nodes.filter((n) => n.online).length;
-  const attention = nodes.map(nodeAttention);
-
-  // The tree entry: how many edge nodes, and whether anything wants a look.
-  const count = `${nodes.length} edge node${nodes.length === 1 ? "" : "s"}`;
-  const summary =
-    `${count} · ${online} online` + (unmapped.length ? ` · ${unmapped.length} unmapped` : "");
-  $("connectivity").hidden = false;
-  $("count-sparkplug").textContent = count;
-  const entry = $("tree-sparkplug");
-  entry.dataset.state = !data.connected
-    ? "bad"
-    : attention.includes("bad")
-      ? "bad"
-      : attention.includes("warn")
-        ? "warn"
-        : "ok";
-  const link = data.connected ? "connected" : "disconnected";
-  entry.title = `Sparkplug B host ${data.host_id} · ${link} · ${summary}`;
-  if (state.scope.kind !== "connect") return;
-
-  $("scope-count").textContent = summary;
-  const hostState = $("spb-state");
-  hostState.dataset.state = data.connected ? "connected" : "disconnected";
-  hostState.querySelector(".label").textContent = data.connected ? "connected" : "disconnected";
-  hostState.title = data.mqtt?.last_error ? `last error: ${data.mqtt.last_error}` : "";
-
-  const mqtt = data.mqtt ?? {};
-  const int = numberFormat(0);
-  const hostRate = spb.prev.get("\u0000host")?.rate;
-  const facts = [
-    ["host id", data.host_id, { mono: true }],
-    ["broker", data.broker, { mono: true, tag: data.demo_broker ? "in-process demo" : null }],
-    ["STATE topic", data.state_topic, { mono: true }],
-    ["messages in", int.format(mqtt.messages_in ?? 0), { suffix: rateSuffix(hostRate) }],
-    ["received", formatBytes(mqtt.bytes_in ?? 0)],
-    ["sessions lost", int.format(data.session_losses), { warn: data.session_losses > 0 }],
-    ["unknown topics", int.format(data.unknown_topics), { warn: data.unknown_topics > 0 }],
-    ["oversized", int.format(data.oversized), { warn: data.oversized > 0 }],
-  ];
-  const dl = $("spb-facts");
+/** The client's own state and totals, above the table. */
+function renderClient(a, v, rows) {
+  const chip = $("connect-state");
+  const label = chip.querySelector(".label");
+  const dl = $("connect-facts");
   dl.replaceChildren();
-  for (const [k, v, o = {}] of facts) {
+  if (!v.data) {
+    chip.dataset.state = "unknown";
+    label.textContent = "—";
+    chip.title = "";
+    return;
+  }
+  // A client with several links, some of them up, is only partly connected.
+  const up = a.rowUp ? rows.filter(a.rowUp).length : 0;
+  const word = v.data.connected ? "connected" : up ? "partly connected" : "disconnected";
+  chip.dataset.state = word === "partly connected" ? "partial" : word;
+  label.textContent = word;
+  const why = a.hostError
+    ? a.hostError(v.data)
+    : rows
+        .filter((r) => !a.rowUp(r) && r.last_error)
+        .map((r) => `${a.rowKey(r)}: ${r.last_error}`)
+        .join("\n");
+  chip.title = why ? `last error: ${why}` : "";
+
+  for (const [k, val, o = {}] of a.facts(v.data, v.rates.get(HOST)?.rate)) {
     const dd = el(
       "dd",
       { "data-fact": k, "data-warn": String(Boolean(o.warn)) },
-      el("span", { class: o.mono ? "mono" : "num", text: v }),
+      el("span", { class: o.mono ? "mono" : "num", text: val }),
     );
     if (o.suffix) dd.append(el("span", { class: "muted", text: o.suffix }));
     if (o.tag) dd.append(el("span", { class: "tag", text: o.tag, title: `${o.tag} broker` }));
     dl.append(el("div", {}, el("dt", { text: k }), dd));
   }
+}
 
-  const table = $("spb-nodes");
+/** One row per edge node, endpoint or device, in name order, grouped if the adapter says so. */
+function renderRows(a, v, rows) {
+  const table = $("connect-table");
+  if (table.dataset.adapter !== a.key) {
+    const head = el("tr", {}, el("th", { class: "q", "aria-label": "attention" }));
+    for (const c of a.columns) {
+      head.append(el("th", { class: columnClass(c, false), title: c.title ?? "", text: c.head }));
+    }
+    table.tHead.replaceChildren(head);
+    table.dataset.adapter = a.key;
+  }
   for (const tb of [...table.tBodies]) tb.remove();
-  spb.ages = [];
-  const byName = (a, b) => a.group.localeCompare(b.group) || a.edge.localeCompare(b.edge);
-  if (unmapped.length) {
-    const head = el(
-      "th",
-      { colSpan: 12, scope: "rowgroup" },
-      "Unmapped — map them in the site file (",
-      el("code", { text: "[[sparkplug.map]]" }),
-      ")",
-      el("span", { class: "muted", text: ` · ${unmapped.length}` }),
-    );
-    table.append(nodeGroup("unmapped", head, [...unmapped].sort(byName)));
+  v.ages = [];
+  const byKey = (x, y) => a.rowKey(x).localeCompare(a.rowKey(y));
+  const groups = a.groups ? a.groups(rows) : [{ name: "all", rows }];
+  for (const g of groups) {
+    if (!g.rows.length) continue;
+    const tbody = el("tbody", { "data-group": g.name });
+    if (g.head) {
+      const th = el("th", { colSpan: a.columns.length + 1, scope: "rowgroup" }, ...g.head);
+      tbody.append(el("tr", { class: "group" }, th));
+    }
+    for (const r of [...g.rows].sort(byKey)) tbody.append(adapterRow(a, v, r));
+    table.append(tbody);
   }
-  const mapped = nodes.filter((n) => n.mapped).sort(byName);
-  if (mapped.length) {
-    const head = unmapped.length
-      ? el("th", { colSpan: 12, scope: "rowgroup", text: "Mapped to the site's equipment" })
-      : null;
-    table.append(nodeGroup("mapped", head, mapped));
+  const noRows = v.data !== null && rows.length === 0;
+  table.hidden = rows.length === 0;
+  const empty = $("connect-empty");
+  empty.textContent = noRows ? a.empty() : "";
+  empty.hidden = !noRows;
+  renderAges(v, Date.now());
+}
+
+/** n: a number, right-aligned; wide: takes the room left over; clip: cut short with an ellipsis
+ *  rather than widen the table; wrap: may break between its parts (never inside one). A cell
+ *  also says whether it holds a rate or an age. */
+function columnClass(c, cell = true) {
+  const flags = cell ? ["n", "wide", "clip", "wrap", "rate", "age"] : ["n", "wide", "clip", "wrap"];
+  return flags.filter((f) => c[f]).join(" ");
+}
+
+function adapterRow(a, v, r) {
+  const key = a.rowKey(r);
+  const tr = el("tr", {
+    "data-key": key,
+    "data-attention": a.attention(r),
+    title: a.rowTitle(r),
+    ...a.rowData(r),
+  });
+  tr.append(el("td", { class: "q", "aria-hidden": "true" }));
+  for (const c of a.columns) {
+    const td = el("td", { class: columnClass(c), "data-col": c.col });
+    if (c.rate) td.textContent = rateText(v.rates.get(key)?.rate);
+    else if (c.age) {
+      const t = c.age(r);
+      v.ages.push([td, t === null || t === undefined ? null : t * 1_000]);
+    } else {
+      const out = c.value(r);
+      td.append(...(typeof out === "string" ? [el("span", { text: out })] : [out].flat()));
+    }
+    if (c.warn) td.dataset.warn = String(Boolean(c.warn(r)));
+    const title = c.cellTitle?.(r);
+    if (title) td.title = title;
+    tr.append(td);
   }
-  table.hidden = nodes.length === 0;
-  $("spb-empty").hidden = nodes.length > 0;
-  renderSparkplugAges(Date.now());
+  return tr;
 }
 
-function nodeGroup(name, head, nodes) {
-  const tbody = el("tbody", { "data-group": name });
-  if (head) tbody.append(el("tr", { class: "group" }, head));
-  for (const n of nodes) tbody.append(nodeRow(n));
-  return tbody;
-}
-
-function nodeRow(n) {
-  const key = `${n.group}/${n.edge}`;
-  const int = numberFormat(0);
-  const devicesOnline = n.devices.filter((d) => d.online).length;
-  const counter = (col, text, warn = false) =>
-    el("td", { class: "n", "data-col": col, "data-warn": String(warn) }, el("span", { text }));
-  const rate = state.spb.prev.get(key)?.rate;
-  const stateWord = n.online ? "online" : n.born ? "offline" : "no birth";
-  const facts = [
-    `bdSeq ${n.bd_seq ?? "—"}`,
-    `seq ${n.seq ?? "—"}`,
-    `${n.births} births`,
-    `${n.deaths} deaths${n.stale_deaths ? ` (+${n.stale_deaths} stale)` : ""}`,
-  ];
-  if (n.equipment) facts.unshift(`equipment ${n.equipment}`);
-  const devicesDown = devicesOnline < n.devices.length;
-  const devices = counter("devices", `${devicesOnline}/${n.devices.length}`, devicesDown);
-  devices.title = n.devices.length
-    ? n.devices
-        .map((d) => `${d.device}: ${d.online ? "online" : "offline"}, ${d.signals} signals`)
-        .join("\n")
-    : "no devices";
-  const age = el("td", { class: "n age", "data-col": "last-seen" });
-  state.spb.ages.push([age, n.last_seen === null ? null : n.last_seen * 1_000]);
-  return el(
-    "tr",
-    {
-      "data-edge": key,
-      "data-online": String(n.online),
-      "data-mapped": String(n.mapped),
-      "data-attention": nodeAttention(n),
-      title: facts.join(" · "),
-    },
-    el("td", { class: "q", "aria-hidden": "true" }),
-    el(
-      "td",
-      { class: "edge", "data-col": "edge" },
-      el("span", { class: "group", text: n.group }),
-      el("span", { class: "sep", text: " / " }),
-      el("span", { class: "name", text: n.edge }),
-    ),
-    el(
-      "td",
-      { "data-col": "state" },
-      el(
-        "span",
-        { class: "link-state", "data-state": n.online ? "online" : "offline" },
-        el("i", { class: "dot", "aria-hidden": "true" }),
-        el("span", { class: "label", text: stateWord }),
-      ),
-    ),
-    devices,
-    counter("signals", int.format(n.signals)),
-    counter("messages", int.format(n.messages)),
-    el("td", { class: "n rate", "data-col": "rate", text: rateText(rate) }),
-    counter("metrics", int.format(n.metrics)),
-    counter("gaps", int.format(n.gaps), n.gaps > 0),
-    counter("rebirths", int.format(n.rebirths), n.rebirths > 0),
-    counter("decode-errors", int.format(n.decode_errors), n.decode_errors > 0),
-    age,
-  );
-}
-
-/** Every second, between two answers: a node that went quiet shows it at once. */
-function renderSparkplugAges(now) {
-  for (const [td, t] of state.spb?.ages ?? []) {
+/** Every second, between two answers: a link that went quiet shows it at once. */
+function renderAges(v, now) {
+  for (const [td, t] of v?.ages ?? []) {
     const ms = t === null ? null : Math.max(0, now - t);
     td.textContent = ms === null ? "never" : `${formatAge(ms)} ago`;
     td.classList.toggle("stale", ms === null || ms > STALE_AFTER_MS);
@@ -1360,7 +1721,7 @@ function tick(gen) {
     renderDetailValue(now);
     drawChart();
   }
-  if (state.scope.kind === "connect") renderSparkplugAges(now);
+  if (state.scope.kind === "connect") renderAges(state.connect.get(state.scope.adapter), now);
   later(() => tick(gen), 1_000 - (Date.now() % 1_000) + 5);
 }
 
@@ -1389,6 +1750,7 @@ async function pollHealth(gen) {
 // ------------------------------------------------------------------------------ wiring
 
 function boot() {
+  buildConnectivity();
   $("login-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const token = $("token-input").value.trim();
@@ -1402,7 +1764,6 @@ function boot() {
   });
   $("sign-out").addEventListener("click", () => signOut(null));
   $("tree-all").addEventListener("click", () => select({ kind: "all" }));
-  $("tree-sparkplug").addEventListener("click", () => select({ kind: "connect" }));
   $("detail-close").addEventListener("click", closeDetail);
   $("detail-chart").addEventListener("pointermove", (ev) => state.detail?.hover?.(ev));
   $("detail-chart").addEventListener("pointerleave", () => {
