@@ -17,7 +17,7 @@ def test_quick_bench_prints_one_json_line() -> None:
     for run in (ours, bare):
         assert run["samples"] > items  # more than one round of every item arrived
         assert run["samples_per_s"] > 0
-        assert 0 < run["cpu_pct"]
+        assert run["cpu_pct"] > 0
     assert ours["bad_items"] == 0
     assert ours["bad_samples"] == 0
     ratio = opcua["ratio_ours_over_bare"]

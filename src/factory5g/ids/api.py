@@ -30,6 +30,7 @@ import datetime as dt
 import gc
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +66,7 @@ _JSON = [(b"content-type", b"application/json")]
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 100_000
 MAX_BODY_BYTES = 4 * 1024 * 1024
+DEFAULT_ANSWER_CACHE_BYTES = 32 * 1024 * 1024  # per process: ~40,000 typical answers
 
 ServiceGetter = Callable[[Request], IdsService]
 
@@ -375,16 +377,61 @@ def _plain_body(h: Handle, values: bytes) -> bytes:
     )
 
 
+class _AnswerCache:
+    """Plain-resolution answers by raw path, least recently used evicted beyond ``max_bytes``;
+    emptied whenever the store's change stamp moves (any committed write, any process)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.stamp: bytes | None = None
+        self.answers: OrderedDict[bytes, bytes] = OrderedDict()
+
+    def validate(self, stamp: bytes) -> None:
+        if stamp != self.stamp:
+            self.answers.clear()
+            self.size = 0
+            self.stamp = stamp
+
+    def get(self, raw: bytes) -> bytes | None:
+        body = self.answers.get(raw)
+        if body is not None:
+            self.answers.move_to_end(raw)
+        return body
+
+    def put(self, raw: bytes, body: bytes) -> None:
+        cost = len(raw) + len(body)
+        if cost > self.max_bytes // 64:
+            return  # a huge record would evict too many others
+        self.answers[raw] = body
+        self.size += cost
+        while self.size > self.max_bytes:
+            k, v = self.answers.popitem(last=False)
+            self.size -= len(k) + len(v)
+
+
 class HandleFastPath:
     """ASGI middleware: answers plain resolutions (``GET /api/handles/{handle}``, no query
     string, no credentials, every value public) from the store without routing; everything
     else goes to ``app``. ``get_service()`` returns the running service, or None before
-    startup. :meth:`answer_sync` gives the same answer without awaiting, for
-    :class:`factory5g.ids.protocol.ResolutionProtocol`."""
+    startup.
 
-    def __init__(self, app: ASGIApp, get_service: Callable[[], IdsService | None]) -> None:
+    :meth:`answer_sync` gives the same answer without awaiting, for
+    :class:`factory5g.ids.protocol.ResolutionProtocol`; it keeps the answers it computed
+    (up to ``answer_cache_bytes``, 0 for none) for as long as the store's change stamp says
+    nothing was written since (:meth:`IdsService.change_stamp_sync`: checked on every call,
+    so a write by any worker process is seen by the next resolution in every worker)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        get_service: Callable[[], IdsService | None],
+        *,
+        answer_cache_bytes: int = DEFAULT_ANSWER_CACHE_BYTES,
+    ) -> None:
         self.app = app
         self.get_service = get_service
+        self._cache = _AnswerCache(answer_cache_bytes) if answer_cache_bytes > 0 else None
 
     def answer_sync(self, raw: bytes) -> bytes | None:
         """The body answering ``GET /api/handles/<raw>`` (``raw`` as in the URL, no query,
@@ -394,12 +441,27 @@ class HandleFastPath:
         svc = self.get_service()
         if svc is None or not svc.reads_sync:
             return None
+        cache = self._cache
+        if cache is not None:
+            stamp = svc.change_stamp_sync()
+            if stamp is None:
+                cache = None
+            else:
+                cache.validate(stamp)  # before the read: an answer is at least this new
+                body = cache.get(raw)
+                if body is not None:
+                    return body
         try:
             h = handle_from_path(raw)
         except InvalidHandle:
             return None
         values = svc.plain_values_sync(h)
-        return None if values is None else _plain_body(h, values)
+        if values is None:
+            return None
+        body = _plain_body(h, values)
+        if cache is not None:
+            cache.put(raw, body)
+        return body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (

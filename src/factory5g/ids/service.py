@@ -177,6 +177,7 @@ class IdsService:
         self._blob: Callable[[str], tuple[bytes, int] | None] | None = getattr(
             store, "get_blob_sync", None
         )
+        self._stamp: Callable[[], bytes | None] | None = getattr(store, "change_stamp_sync", None)
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         if self._hasher is None:
@@ -307,11 +308,17 @@ class IdsService:
         lookups run on the caller's thread in microseconds."""
         return self._blob is not None
 
+    def change_stamp_sync(self) -> bytes | None:
+        """Bytes that change whenever a write is committed to the store, by any process
+        (the embedded store's WAL-index header); None when the store cannot tell cheaply.
+        An answer computed after reading stamp S is current for as long as the stamp is S."""
+        return None if self._stamp is None else self._stamp()
+
     def plain_values_sync(self, h: Handle) -> bytes | None:
         """:meth:`plain_values` without awaiting, for a caller that cannot await (an HTTP
         parser callback); None also when the store cannot read synchronously
-        (:attr:`reads_sync`). Every call reads the store: no cache to invalidate, and a
-        write committed by another process is seen by the next call (SQLite WAL)."""
+        (:attr:`reads_sync`). Every call reads the store, so a write committed by another
+        process is seen by the next call (SQLite WAL)."""
         if self._blob is None or not self.is_local(h):
             return None
         row = self._blob(self.key(h))
