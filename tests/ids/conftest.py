@@ -22,6 +22,7 @@ import pytest
 import uvicorn
 
 from factory5g.ids.api import create_ids_app
+from factory5g.ids.protocol import PROTOCOL
 from factory5g.ids.service import Credentials, IdsService, NodeConfig
 from factory5g.ids.store import EmbeddedHandleStore, HandleStore
 from factory5g.ids.store.postgres import PostgresHandleStore
@@ -157,9 +158,10 @@ async def node(store: EmbeddedHandleStore) -> AsyncIterator[Node]:
 
 
 class ServerThread:
-    """``with ServerThread(app, port) as url``: uvicorn serving ``app`` in a thread."""
+    """``with ServerThread(app, port) as url``: uvicorn serving ``app`` in a thread, with the
+    HTTP protocol ``factory5g ids serve`` uses (``http="httptools"``: uvicorn's own)."""
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    def __init__(self, app: Any, port: int | None = None, *, http: str = PROTOCOL) -> None:
         self.port = port or free_tcp_port()
         config = uvicorn.Config(
             app,
@@ -168,6 +170,7 @@ class ServerThread:
             log_level="warning",
             lifespan="on",
             access_log=False,
+            http=http,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"ids-node-{self.port}")
@@ -203,6 +206,7 @@ def serve_node(
     init: str | None = PREFIX,
     secret: str = "s3cret-admin",
     port: int | None = None,
+    http: str = PROTOCOL,
 ) -> ServerThread:
     """A standalone node on an embedded store at ``path`` (its prefix initialised)."""
 
@@ -215,4 +219,4 @@ def serve_node(
         if init and await svc.store.get(f"0.NA/{init}") is None:
             await svc.init_prefix(init, secret=secret)
 
-    return ServerThread(create_ids_app(open_service, on_ready=ready), port)
+    return ServerThread(create_ids_app(open_service, on_ready=ready), port, http=http)

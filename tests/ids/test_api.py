@@ -116,6 +116,15 @@ async def test_fast_path_answers_like_the_full_path(api: Api) -> None:
     assert fast.headers["content-type"] == "application/json"
 
 
+async def test_head_is_a_resolution_without_body_never_a_delete(api: Api) -> None:
+    h = "88.118.8/Head"
+    await api.put(h, [url("https://x")])
+    for auth in (None, ADMIN):
+        resp = await api.c.head(f"/api/handles/{h}", auth=auth)
+        assert resp.status_code == 200
+    assert_rc(await api.get(h), 200, 1, h)  # still there
+
+
 async def test_handle_is_echoed_as_requested_and_prefix_case_folds(api: Api) -> None:
     await api.put("88.118.8/Case", [url("https://x")])
     body = assert_rc(await api.get("88.118.8/Case"), 200, 1, "88.118.8/Case")

@@ -194,7 +194,9 @@ def ids_router(get_service: ServiceGetter = _default_service) -> APIRouter:
             h = handle_from_path(raw, allow_empty_suffix=mint_new)
             shown = h.text
             identity = await _identity(svc, request)
-            if method == "GET":
+            # Starlette routes HEAD with GET: answer it as a GET (the server drops the body),
+            # never as a DELETE.
+            if method in ("GET", "HEAD"):
                 return await _get(svc, h.text, h, params, identity)
             if method == "PUT":
                 values = parse_values(_json_body(await request.body()), now=int(svc.clock()))
@@ -210,11 +212,13 @@ def ids_router(get_service: ServiceGetter = _default_service) -> APIRouter:
                     201 if result.created else 200,
                     {"responseCode": 1, "handle": result.handle},
                 )
+            if method != "DELETE":  # the route admits no other: never delete by default
+                raise IdsError(f"method {method} not allowed here")
             sel = _indexes(params, various_ok=False)
             await svc.delete(h, identity, sel if isinstance(sel, frozenset) else None)
             return _json(200, {"responseCode": 1, "handle": h.text})
         except IdsError as exc:
-            return _error(exc, shown, resolution=method == "GET")
+            return _error(exc, shown, resolution=method in ("GET", "HEAD"))
         except Exception as exc:
             # Still a Handle answer (responseCode 2), and the cause in the log.
             log.exception("%s %s failed", method, shown)

@@ -25,6 +25,7 @@ resolution in every worker.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from uvicorn.config import Config
@@ -69,7 +70,8 @@ class ResolutionProtocol(HttpToolsProtocol):
         fast = find_fast_path(self.app)
         # Configurations where the ASGI path does something per request that the answer here
         # would skip: keep them on the ASGI path.
-        if self.access_log or self.root_path or self.limit_concurrency is not None:
+        logs = self.access_log and self.access_logger.isEnabledFor(logging.INFO)
+        if logs or self.root_path or self.limit_concurrency is not None:
             fast = None
         self._fast = fast
         self._answer: bytes | None = None  # parsed, answered at on_message_complete

@@ -1347,8 +1347,8 @@ const OPCUA = {
 };
 
 /** A poll group as the engineer reads it: "1 s · 3 req/cycle · 12 ms" (interval, requests a
- *  cycle, how long the last cycle took), then its overruns if any, which wrap rather than
- *  widen the table. */
+ *  cycle, how long the last cycle took), then its overruns if any. It wraps between its parts
+ *  rather than widen the table. */
 function pollGroupLine(g) {
   const line = el("span", {
     class: "pg",
@@ -1359,9 +1359,10 @@ function pollGroupLine(g) {
       `${int(g.cycles)} cycles, ${int(g.overruns)} overruns (a cycle still running when the ` +
       `next was due), last cycle ${formatMs(g.last_cycle_ms)}`,
   });
-  const cycle = [formatInterval(g.interval_ms), `${g.requests_per_cycle} req/cycle`];
-  line.append(el("span", { text: [...cycle, formatMs(g.last_cycle_ms)].join(" · ") }));
-  if (g.overruns) line.append(" · ", el("span", { text: `${int(g.overruns)} overruns` }));
+  const parts = [`${formatInterval(g.interval_ms)} · ${g.requests_per_cycle} req/cycle`];
+  parts.push(formatMs(g.last_cycle_ms));
+  if (g.overruns) parts.push(`${int(g.overruns)} overruns`);
+  parts.forEach((p, i) => line.append(...(i ? [" · "] : []), el("span", { text: p })));
   return line;
 }
 
@@ -1412,7 +1413,8 @@ const MODBUS = {
       wrap: true,
       value: (d) => [
         el("span", { class: "mono", text: hostPort(d) }),
-        el("span", { class: "muted", text: ` / unit ${d.unit}` }),
+        " ", // where a narrow window may wrap the cell
+        el("span", { class: "muted", text: `/ unit ${d.unit}` }),
       ],
     },
     connectedColumn,
@@ -1428,8 +1430,7 @@ const MODBUS = {
       col: "poll-groups",
       head: "poll groups",
       title: "per poll interval: requests a cycle and the last cycle's duration",
-      wide: true,
-      wrap: true,
+      wrap: true, // not wide: the table would squeeze the other wrapping cells to make room
       value: (d) => d.groups.map(pollGroupLine),
     },
     ageColumn("last answer", "time since the last good response", "last_ok"),
