@@ -1099,8 +1099,8 @@ const int = (x) => numberFormat(0).format(x ?? 0);
 const plural = (n, [one, many]) => `${int(n)} ${n === 1 ? one : many}`;
 const sum = (rows, f) => rows.reduce((t, r) => t + (f(r) ?? 0), 0);
 
-/** A counter column. `warn`: a counter that should stay 0 and is not shows amber, with a marker
- *  (like an uncertain value), and marks its row. */
+/** A counter column. `warn`: a counter that should stay 0 and is not shows amber, with a marker,
+ *  like an uncertain value (the adapter's `attention` decides whether its row is marked too). */
 function counterColumn(col, title, field, opts = {}) {
   return {
     col,
@@ -1176,7 +1176,7 @@ const SPARKPLUG = {
   rated: (n) => n.messages, // the rate column: messages a second
   hostRated: (d) => d.mqtt?.messages_in ?? 0,
   attention: nodeAttention,
-  summary: (d, nodes) => {
+  summary: (nodes) => {
     const unmapped = nodes.filter((n) => !n.mapped).length;
     return [`${nodes.filter((n) => n.online).length} online`, unmapped && `${unmapped} unmapped`];
   },
@@ -1265,7 +1265,7 @@ const SPARKPLUG = {
     }),
     ageColumn("last seen", "time since the last message", "last_seen"),
   ],
-  empty: () => "No edge node has published a birth certificate yet.",
+  empty: "No edge node has published a birth certificate yet.",
 };
 
 const SECURITY_WORDS = { none: "none", sign: "sign", sign_encrypt: "sign & encrypt" };
@@ -1287,7 +1287,7 @@ const OPCUA = {
     if (!e.connected) return "bad";
     return e.bad_items || e.errors || e.reconnects || e.unsupported ? "warn" : "none";
   },
-  summary: (d, eps) => [`${eps.filter((e) => e.connected).length} connected`],
+  summary: (eps) => [`${eps.filter((e) => e.connected).length} connected`],
   facts: (d, hostRate) => {
     const eps = d.endpoints;
     const bad = sum(eps, (e) => e.bad_items);
@@ -1328,7 +1328,7 @@ const OPCUA = {
     {
       col: "security",
       head: "security",
-      title: "message security mode (OPC 10000-4 §7.20)",
+      title: "message security mode: none, sign, or sign & encrypt",
       value: (e) => SECURITY_WORDS[e.security] ?? e.security,
     },
     connectedColumn,
@@ -1343,7 +1343,7 @@ const OPCUA = {
     }),
     ageColumn("last data", "time since the last data change notification", "last_data"),
   ],
-  empty: () => "This site's OPC UA bindings name no endpoint.",
+  empty: "This site's OPC UA bindings name no endpoint.",
 };
 
 /** A poll group as the engineer reads it: "1 s · 3 req/cycle · 12 ms" (interval, requests a
@@ -1386,7 +1386,7 @@ const MODBUS = {
     if (!d.connected) return "bad";
     return d.timeouts || d.exceptions || d.retries || d.reconnects || overruns(d) ? "warn" : "none";
   },
-  summary: (d, devices) => [`${devices.filter((x) => x.connected).length} connected`],
+  summary: (devices) => [`${devices.filter((x) => x.connected).length} connected`],
   facts: (d, hostRate) => {
     const devs = d.devices;
     const total = (f) => sum(devs, (x) => x[f]);
@@ -1435,7 +1435,7 @@ const MODBUS = {
     },
     ageColumn("last answer", "time since the last good response", "last_ok"),
   ],
-  empty: () => "This site's Modbus bindings name no device.",
+  empty: "This site's Modbus bindings name no device.",
 };
 
 const ADAPTERS = [SPARKPLUG, OPCUA, MODBUS];
@@ -1562,7 +1562,7 @@ function renderAdapter(a) {
   $("connectivity").hidden = false;
   const rows = v.data ? a.rows(v.data) : [];
   const count = v.data ? plural(rows.length, a.noun) : "";
-  const summary = [count, ...(v.data ? a.summary(v.data, rows) : [])].filter(Boolean).join(" · ");
+  const summary = [count, ...(v.data ? a.summary(rows) : [])].filter(Boolean).join(" · ");
   $(`count-${a.key}`).textContent = count;
   if (v.error) {
     entry.dataset.state = "unknown";
@@ -1658,7 +1658,7 @@ function renderRows(a, v, rows) {
   const noRows = v.data !== null && rows.length === 0;
   table.hidden = rows.length === 0;
   const empty = $("connect-empty");
-  empty.textContent = noRows ? a.empty() : "";
+  empty.textContent = noRows ? a.empty : "";
   empty.hidden = !noRows;
   renderAges(v, Date.now());
 }
