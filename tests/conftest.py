@@ -9,8 +9,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.helpers import steel_text
+
+# These machines are shared and noisy (2 cores, CI runners): a hypothesis example that takes
+# longer than usual is not a failure. Tests that care about time measure it in bench/.
+settings.register_profile("factory5g", deadline=None)
+settings.load_profile("factory5g")
 
 REPO = Path(__file__).resolve().parents[1]
 
