@@ -20,12 +20,16 @@ from urllib.parse import quote
 
 import orjson
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+from websockets.sync.client import connect as ws_connect
 
 from factory5g.ids.api import HandleFastPath, _AnswerCache, create_ids_app
 from factory5g.ids.protocol import find_fast_path
 from factory5g.ids.records import parse_values
 from factory5g.ids.service import IdsService, NodeConfig
-from factory5g.ids.store import EmbeddedHandleStore
+from factory5g.ids.store import EmbeddedHandleStore, HandleStore
 from factory5g.ids.syntax import parse_handle
 from tests.helpers import wait_until_sync
 from tests.ids.conftest import PREFIX, ServerThread, free_tcp_port
@@ -366,8 +370,10 @@ def test_a_write_is_read_at_once_by_every_worker_process(db: Path, tmp_path: Pat
     both worker processes; every read after an acknowledged write sees it."""
     port = free_tcp_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "factory5g.ids.cli", "serve", "--db", str(db)]
-        + ["--prefix", PREFIX, "--port", str(port), "--workers", "2", "--log-level", "warning"],
+        [
+            *(sys.executable, "-m", "factory5g.ids.cli", "serve", "--db", str(db)),
+            *("--prefix", PREFIX, "--port", str(port), "--workers", "2", "--log-level", "warning"),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -474,6 +480,23 @@ async def test_the_change_stamp_moves_with_every_commit_of_any_process(db: Path)
     assert st.change_stamp_sync() is None  # closed: unmapped
 
 
+async def test_a_store_without_synchronous_reads_leaves_it_to_the_app(
+    any_store: HandleStore,
+) -> None:
+    async with IdsService(any_store, NodeConfig(prefixes=(PREFIX,))) as svc:
+        await svc.init_prefix(PREFIX, secret=SECRET)
+        await _put(svc, f"{PREFIX}/P1", "https://x")
+        fast = HandleFastPath(None, lambda: svc)  # type: ignore[arg-type]
+        answer = fast.answer_sync(b"88.118.8/P1")
+        if isinstance(any_store, EmbeddedHandleStore):
+            assert svc.reads_sync
+            assert answer is not None
+        else:  # PostgreSQL: the ASGI path awaits the read
+            assert not svc.reads_sync
+            assert svc.change_stamp_sync() is None
+            assert answer is None
+
+
 def test_the_answer_cache_is_bounded_in_bytes() -> None:
     cache = _AnswerCache(64 * 100)
     cache.validate(b"s1")
@@ -494,3 +517,17 @@ def test_find_fast_path_looks_through_wrappers() -> None:
     assert find_fast_path(CountingApp(CountingApp(fast))) is fast
     assert find_fast_path(CountingApp(None)) is None
     assert fast.answer_sync(b"88.118.8/P1") is None  # no service yet
+
+
+def test_websocket_upgrades_still_work() -> None:
+    """`factory5g up` serves its live feed on the same protocol: upgrades go to the app."""
+
+    async def echo(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.send_text(await ws.receive_text())
+        await ws.close()
+
+    app = HandleFastPath(Starlette(routes=[WebSocketRoute("/ws", echo)]), lambda: None)
+    with ServerThread(app) as server, ws_connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=10) == "hello"

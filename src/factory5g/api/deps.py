@@ -17,12 +17,14 @@ from factory5g.runtime import Runtime
 _bearer = HTTPBearer(auto_error=False, description="an API token: factory5g token create")
 
 
-def get_runtime(request: Request) -> Runtime:
+# ``async def``, though they do not await: FastAPI runs a plain ``def`` dependency in its thread
+# pool, two thread hops per request for an attribute read.
+async def get_runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
 
 
-def get_tokens(request: Request) -> TokenStore:
+async def get_tokens(request: Request) -> TokenStore:
     tokens: TokenStore = request.app.state.tokens
     return tokens
 

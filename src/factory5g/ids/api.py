@@ -18,7 +18,9 @@ found with ``get_service(request)``, by default ``request.app.state.ids``). The 
 plain Starlette routes: no pydantic model or dependency injection per request.
 :class:`HandleFastPath` wraps a whole ASGI app and answers ``GET /api/handles/{handle}``
 without query or credentials — the common resolution — before routing, with pre-serialised
-bytes straight from the store. :func:`create_ids_app` builds the standalone node.
+bytes straight from the store; served by uvicorn with
+:class:`factory5g.ids.protocol.ResolutionProtocol`, it answers them in the HTTP parser callback,
+without an ASGI request at all. :func:`create_ids_app` builds the standalone node.
 """
 
 from __future__ import annotations
@@ -212,17 +214,17 @@ def ids_router(get_service: ServiceGetter = _default_service) -> APIRouter:
                     201 if result.created else 200,
                     {"responseCode": 1, "handle": result.handle},
                 )
-            if method != "DELETE":  # the route admits no other: never delete by default
-                raise IdsError(f"method {method} not allowed here")
-            sel = _indexes(params, various_ok=False)
-            await svc.delete(h, identity, sel if isinstance(sel, frozenset) else None)
-            return _json(200, {"responseCode": 1, "handle": h.text})
+            if method == "DELETE":  # never by default: the route admits no other method
+                sel = _indexes(params, various_ok=False)
+                await svc.delete(h, identity, sel if isinstance(sel, frozenset) else None)
+                return _json(200, {"responseCode": 1, "handle": h.text})
         except IdsError as exc:
             return _error(exc, shown, resolution=method in ("GET", "HEAD"))
         except Exception as exc:
             # Still a Handle answer (responseCode 2), and the cause in the log.
             log.exception("%s %s failed", method, shown)
             return _error(IdsError(f"internal error: {type(exc).__name__}"), shown)
+        return _error(IdsError(f"method {method} not allowed here"), shown)
 
     async def list_endpoint(request: Request) -> Response:
         params = parse_qsl(request.url.query, keep_blank_values=True)

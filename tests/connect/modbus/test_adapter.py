@@ -493,6 +493,7 @@ async def test_stats_shape(free_port: int) -> None:
         "unit",
         "connected",
         "requests",
+        "writes",
         "responses",
         "timeouts",
         "exceptions",

@@ -230,6 +230,8 @@ async def test_a_server_restart_is_survived(free_port: int) -> None:
                 ua.DataValue(ua.Variant(7.5, ua.VariantType.Double)),
             )
             await wait_until(lambda: got.seen(level, Quality.GOOD, 7.5), WITHIN_S, "data again")
+            # Connected once subscribed: the first notification may come a moment before.
+            await wait_until(lambda: adapter.stats()["connected"], WITHIN_S, "connected")
             (ep,) = adapter.stats()["endpoints"]
             assert ep["connected"] is True
             assert ep["reconnects"] >= 1

@@ -35,20 +35,21 @@ async def audit(
     except ValueError as exc:
         raise Problem(400, str(exc)) from None
     store = control_of(rt).store
+    seq, digest = store.head_entry
     entries = store.audit(
         start=start_ns, end=end_ns, user=user, target=target, after_seq=after_seq, limit=limit
     )
     return {
         "count": len(entries),
-        "head": {"seq": store.head_seq, "hash": store.head},
+        "head": {"seq": seq, "hash": digest},
         "entries": [e.to_dict() for e in entries],
     }
 
 
 @router.get("/audit/head", summary="The newest entry's sequence number and hash (to anchor)")
 async def head(rt: RuntimeDep, _: Viewer) -> dict[str, Any]:
-    store = control_of(rt).store
-    return {"seq": store.head_seq, "hash": store.head}
+    seq, digest = control_of(rt).store.head_entry
+    return {"seq": seq, "hash": digest}
 
 
 @router.get("/audit/verify", summary="Walk the hash chain: has the log been tampered with?")

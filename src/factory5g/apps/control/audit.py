@@ -1,8 +1,24 @@
 """The control store: commands (idempotency keys) and the audit log, one SQLite file.
 
-``<data dir>/control.sqlite``, WAL with ``synchronous=FULL``: when :meth:`ControlStore.accept`
-returns, the command and its idempotency key are on disk — before anything is sent to the
-device. That is what makes execution at most once across restarts.
+``<data dir>/control.sqlite`` in WAL mode. Every write goes through one writer thread, in the
+order it was submitted, so that an fsync never blocks the event loop (the caller awaits a
+future) and the hash chain is built in one place. Two durabilities:
+
+* **durable** (:meth:`ControlStore.ainsert`, a new command with its idempotency key): committed
+  with ``synchronous=FULL`` — the WAL is fsynced before the call returns, i.e. before anything
+  is sent to the device. That is what makes execution at most once across restarts, power loss
+  included.
+* **recorded** (:meth:`ControlStore.afinish`, an outcome; :meth:`ControlStore.aaudit_only`):
+  committed with ``synchronous=NORMAL`` — in the OS page cache when the call returns, so it
+  survives the process being killed, and on disk with the next durable commit or checkpoint
+  (the WAL is appended in order, so that fsync covers it). A power loss or kernel crash before
+  then loses it: the command is back to ``accepted``, which the next start marks
+  ``failed(interrupted)`` (never re-executed), and the chain ends at the last entry that
+  reached the disk — it stays valid (SQLite discards a torn WAL tail whole-transaction-wise).
+
+Group commit: the writer takes every write queued while it was busy and commits them in one
+transaction (each in its own savepoint, so that one refused key does not undo the others), with
+one fsync if any of them is durable.
 
 The audit log is append-only and tamper-evident: each entry carries the SHA-256 of the previous
 entry's hash and its own canonical content (a hash chain), so changing, inserting or removing an
@@ -13,10 +29,14 @@ a valid shorter chain: keep the published head (``/api/v1/audit/head``) elsewher
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hashlib
 import json
 import math
+import queue
 import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,15 +215,39 @@ def verify(rows: Iterator[AuditEntry]) -> Verification:
     return Verification(True, n, prev)
 
 
+GROUP_MAX: Final = 256  # writes committed together at most
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """One write for the writer thread: a statement and/or an audit entry (its content without
+    seq, prev and hash, which the writer fills in from the chain head)."""
+
+    sql: str | None
+    args: list[Any]
+    audit: list[Any] | None
+    durable: bool
+    done: concurrent.futures.Future[None]
+
+
 class ControlStore:
-    """``with ControlStore(path) as store``: commands and audit, on the caller's thread."""
+    """``with ControlStore(path) as store``: commands and audit; see the module docstring.
+
+    Writes run on the store's writer thread: ``await store.ainsert(...)`` from the event loop,
+    ``store.insert(...)`` (blocking) from anywhere else. Reads (:meth:`by_key`, :meth:`audit`...)
+    run on the caller's thread on a connection of their own, which sees committed writes only.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
-        self.head_seq = 0
-        self.head = GENESIS
-        self._pending = (0, GENESIS)  # the head a transaction in progress will leave
+        self._read: sqlite3.Connection | None = None
+        self._head: tuple[int, str] = (0, GENESIS)
+        self._sync = ""
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self.commits = 0  # transactions committed (a group commit counts once)
+        self.durable_commits = 0
 
     def __enter__(self) -> Self:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,12 +257,17 @@ class ControlStore:
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
             row = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            read = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except BaseException:
             db.close()
             raise
         if row is not None:
-            self.head_seq, self.head = int(row[0]), str(row[1])
-        self._db = db
+            self._head = (int(row[0]), str(row[1]))
+        self._db, self._read, self._sync = db, read, "FULL"
+        self._writer = threading.Thread(
+            target=self._run, name=f"f5g-control-store-{self.path.name}"
+        )
+        self._writer.start()
         return self
 
     def __exit__(
@@ -227,59 +276,133 @@ class ControlStore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        if self._writer is not None:
+            self._queue.put(None)  # after every write already submitted
+            self._writer.join()
+            self._writer = None
+        for conn in (self._read, self._db):
+            if conn is not None:
+                conn.close()
+        self._db = self._read = None
 
     @property
     def db(self) -> sqlite3.Connection:
+        """The writer's connection (for tools and tests; not while writes are in flight)."""
         if self._db is None:
             raise RuntimeError("the control store is not open")
         return self._db
 
-    # -- writes -------------------------------------------------------------------------------
+    @property
+    def reader(self) -> sqlite3.Connection:
+        if self._read is None:
+            raise RuntimeError("the control store is not open")
+        return self._read
 
-    def _append(self, cmd: Command, ts: int) -> None:
-        """Append the audit entry of ``cmd`` in its current state (inside a transaction)."""
-        seq = self.head_seq + 1
-        entry = AuditEntry(
-            seq,
-            ts,
-            cmd.user,
-            cmd.role,
-            cmd.session,
-            cmd.seq,
-            cmd.id,
-            cmd.target,
-            cmd.kind,
-            _json(cmd.payload),
-            cmd.state.value,
-            cmd.reason,
-            _latency(cmd.latency_ms),
-            self.head,
-            "",
-        )
-        digest = chain_hash(self.head, entry.content())
+    @property
+    def head_seq(self) -> int:
+        return self._head[0]
+
+    @property
+    def head(self) -> str:
+        return self._head[1]
+
+    @property
+    def head_entry(self) -> tuple[int, str]:
+        """(seq, hash) of the newest committed entry, read at once."""
+        return self._head
+
+    # -- the writer thread ----------------------------------------------------------------------
+
+    def _submit(
+        self, sql: str | None, args: list[Any], cmd: Command | None, ts: int, *, durable: bool
+    ) -> concurrent.futures.Future[None]:
+        if self._writer is None:
+            raise RuntimeError("the control store is not open")
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        # The content is taken now, on the caller's thread: the command may change after.
+        audit = _audit_content(cmd, ts) if cmd is not None else None
+        self._queue.put(_Write(sql, args, audit, durable, done))
+        return done
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < GROUP_MAX:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Write]) -> None:
+        db = self.db
+        level = "FULL" if any(w.durable for w in batch) else "NORMAL"
+        head = self._head
+        outcome: list[BaseException | None] = []
+        try:
+            if level != self._sync:
+                db.execute(f"PRAGMA synchronous={level}")
+                self._sync = level
+            # A savepoint per write when there are several: one refused key undoes only itself.
+            alone = len(batch) == 1
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for w in batch:
+                    if not alone:
+                        db.execute("SAVEPOINT w")
+                    try:
+                        if w.sql is not None:
+                            db.execute(w.sql, w.args)
+                        if w.audit is not None:
+                            head = self._append(w.audit, head)
+                    except Exception as exc:  # handed to this write's caller
+                        if alone:
+                            raise
+                        db.execute("ROLLBACK TO w")
+                        outcome.append(exc)
+                    else:
+                        outcome.append(None)
+                    if not alone:
+                        db.execute("RELEASE w")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except Exception as exc:  # the whole batch failed (disk full, I/O error): every caller
+            for w in batch:
+                w.done.set_exception(exc)
+            return
+        self._head = head
+        self.commits += 1
+        self.durable_commits += level == "FULL"
+        for w, error in zip(batch, outcome, strict=True):
+            if error is None:
+                w.done.set_result(None)
+            else:
+                w.done.set_exception(error)
+
+    def _append(self, content: list[Any], head: tuple[int, str]) -> tuple[int, str]:
+        """Append an audit entry after ``head`` (inside the writer's transaction)."""
+        seq, prev = head[0] + 1, head[1]
+        full = [seq, *content]
+        digest = chain_hash(prev, full)
         self.db.execute(
             f"INSERT INTO audit ({', '.join(_AUDIT_COLS)}) VALUES ({', '.join('?' * 15)})",
-            [*entry.content(), entry.prev, digest],
+            [*full, prev, digest],
         )
-        self._pending = (seq, digest)
+        return seq, digest
 
-    def _txn(self, *steps: tuple[str, list[Any]], audit: Command | None, ts: int) -> None:
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, args in steps:
-                db.execute(sql, args)
-            if audit is not None:
-                self._append(audit, ts)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        if audit is not None:
-            self.head_seq, self.head = self._pending
+    # -- writes -------------------------------------------------------------------------------
 
     def _row(self, cmd: Command) -> list[Any]:
         return [
@@ -303,45 +426,53 @@ class ControlStore:
             cmd.finished_ns,
         ]
 
-    def insert(self, cmd: Command, ts: int) -> None:
-        """Store a new command (and its idempotency key) with its audit entry; durable on
-        return. Raises sqlite3.IntegrityError if the key is already used."""
-        self._txn(
-            (
-                f"INSERT INTO commands ({', '.join(_COMMAND_COLS)}) "
-                f"VALUES ({', '.join('?' * len(_COMMAND_COLS))})",
-                self._row(cmd),
-            ),
-            audit=cmd,
-            ts=ts,
+    def _insert(self, cmd: Command, ts: int) -> concurrent.futures.Future[None]:
+        sql = (
+            f"INSERT INTO commands ({', '.join(_COMMAND_COLS)}) "
+            f"VALUES ({', '.join('?' * len(_COMMAND_COLS))})"
         )
+        return self._submit(sql, self._row(cmd), cmd, ts, durable=True)
+
+    def _finish(self, cmd: Command, ts: int) -> concurrent.futures.Future[None]:
+        sql = (
+            "UPDATE commands SET state=?, reason_code=?, reason=?, result=?, finished_ns=? "
+            "WHERE id=?"
+        )
+        args = [
+            cmd.state.value,
+            cmd.reason_code,
+            cmd.reason,
+            _json(cmd.result),
+            cmd.finished_ns,
+            cmd.id,
+        ]
+        return self._submit(sql, args, cmd, ts, durable=False)
+
+    async def ainsert(self, cmd: Command, ts: int) -> None:
+        """Store a new command (and its idempotency key) with its audit entry; on disk
+        (fsync) on return. Raises sqlite3.IntegrityError if the key is already used."""
+        await asyncio.wrap_future(self._insert(cmd, ts))
+
+    async def afinish(self, cmd: Command, ts: int) -> None:
+        """Store the outcome of ``cmd`` with its audit entry: committed on return, on disk with
+        the next durable commit (see the module docstring for what a power loss loses)."""
+        await asyncio.wrap_future(self._finish(cmd, ts))
+
+    async def aaudit_only(self, cmd: Command, ts: int) -> None:
+        """An audit entry for something that is not a stored command (a refused key reuse)."""
+        await asyncio.wrap_future(self._submit(None, [], cmd, ts, durable=False))
+
+    def insert(self, cmd: Command, ts: int) -> None:
+        """:meth:`ainsert`, blocking the calling thread (not the event loop's)."""
+        self._insert(cmd, ts).result()
 
     def finish(self, cmd: Command, ts: int) -> None:
-        """Store the outcome of ``cmd`` with its audit entry."""
-        self._txn(
-            (
-                "UPDATE commands SET state=?, reason_code=?, reason=?, result=?, finished_ns=? "
-                "WHERE id=?",
-                [
-                    cmd.state.value,
-                    cmd.reason_code,
-                    cmd.reason,
-                    _json(cmd.result),
-                    cmd.finished_ns,
-                    cmd.id,
-                ],
-            ),
-            audit=cmd,
-            ts=ts,
-        )
-
-    def audit_only(self, cmd: Command, ts: int) -> None:
-        """An audit entry for something that is not a stored command (a refused key reuse)."""
-        self._txn(audit=cmd, ts=ts)
+        """:meth:`afinish`, blocking the calling thread."""
+        self._finish(cmd, ts).result()
 
     def recover(self, ts: int) -> list[Command]:
         """Commands a stop interrupted (accepted, never finished): failed, never re-executed."""
-        rows = self.db.execute(
+        rows = self.reader.execute(
             f"SELECT {', '.join(_COMMAND_COLS)} FROM commands WHERE state IN (?, ?)",
             [CommandState.ACCEPTED.value, CommandState.EXECUTING.value],
         ).fetchall()
@@ -357,12 +488,13 @@ class ControlStore:
             cmd.finished_ns = ts
             self.finish(cmd, ts)
             out.append(cmd)
+        # Recorded, not durable: lost to a power loss, they are marked again at the next start.
         return out
 
     # -- reads --------------------------------------------------------------------------------
 
     def by_key(self, user_id: str, key: str) -> Command | None:
-        row = self.db.execute(
+        row = self.reader.execute(
             f"SELECT {', '.join(_COMMAND_COLS)} FROM commands "
             "WHERE user_id = ? AND idempotency_key = ?",
             [user_id, key],
@@ -370,7 +502,7 @@ class ControlStore:
         return _command(row) if row else None
 
     def get(self, command_id: str) -> Command | None:
-        row = self.db.execute(
+        row = self.reader.execute(
             f"SELECT {', '.join(_COMMAND_COLS)} FROM commands WHERE id = ?", [command_id]
         ).fetchone()
         return _command(row) if row else None
@@ -382,7 +514,7 @@ class ControlStore:
             sql += " WHERE target = ?"
             args.append(target)
         sql += " ORDER BY received_ns DESC LIMIT ?"
-        return [_command(r) for r in self.db.execute(sql, [*args, limit])]
+        return [_command(r) for r in self.reader.execute(sql, [*args, limit])]
 
     def audit(
         self,
@@ -407,11 +539,29 @@ class ControlStore:
             f"SELECT {', '.join(_AUDIT_COLS)} FROM audit WHERE {' AND '.join(where)} "
             "ORDER BY seq LIMIT ?"
         )
-        return [AuditEntry(*row) for row in self.db.execute(sql, [*args, limit])]
+        return [AuditEntry(*row) for row in self.reader.execute(sql, [*args, limit])]
 
     def verify(self) -> Verification:
-        rows = self.db.execute(f"SELECT {', '.join(_AUDIT_COLS)} FROM audit ORDER BY seq")
+        rows = self.reader.execute(f"SELECT {', '.join(_AUDIT_COLS)} FROM audit ORDER BY seq")
         return verify(AuditEntry(*row) for row in rows)
+
+
+def _audit_content(cmd: Command, ts: int) -> list[Any]:
+    """The audit content of ``cmd`` in its current state, without its seq (the chain's)."""
+    return [
+        ts,
+        cmd.user,
+        cmd.role,
+        cmd.session,
+        cmd.seq,
+        cmd.id,
+        cmd.target,
+        cmd.kind,
+        _json(cmd.payload),
+        cmd.state.value,
+        cmd.reason,
+        _latency(cmd.latency_ms),
+    ]
 
 
 def _command(row: tuple[Any, ...]) -> Command:

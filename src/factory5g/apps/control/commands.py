@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -102,9 +102,25 @@ class Command:
         return (self.finished_ns - self.received_ns) / 1e6
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["state"] = self.state.value
-        d["latency_ms"] = self.latency_ms
-        d.pop("fingerprint")
-        d.pop("user_id")
-        return d
+        # Spelled out, not dataclasses.asdict: this is on every command's answer, and asdict
+        # deep-copies. The payload and result are JSON values already.
+        return {
+            "id": self.id,
+            "session": self.session,
+            "seq": self.seq,
+            "user": self.user,
+            "role": self.role,
+            "target": self.target,
+            "kind": self.kind,
+            "payload": self.payload,
+            "idempotency_key": self.idempotency_key,
+            "received_ns": self.received_ns,
+            "deadline_ns": self.deadline_ns,
+            "state": self.state.value,
+            "reason_code": self.reason_code,
+            "reason": self.reason,
+            "result": self.result,
+            "finished_ns": self.finished_ns,
+            "replayed": self.replayed,
+            "latency_ms": self.latency_ms,
+        }

@@ -283,10 +283,10 @@ class ControlService:
         running = self._inflight.get(key)
         if running is not None:  # a concurrent repeat: the first one's outcome
             cmd = await asyncio.shield(running)
-            return self._replay(cmd, req, who)
+            return await self._replay(cmd, req, who)
         stored = self.store.by_key(who.id, req.idempotency_key)
         if stored is not None:
-            return self._replay(stored, req, who)
+            return await self._replay(stored, req, who)
         fut: asyncio.Future[Command] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
@@ -301,11 +301,11 @@ class ControlService:
         finally:
             del self._inflight[key]
 
-    def _replay(self, cmd: Command, req: CommandRequest, who: Principal) -> Command:
+    async def _replay(self, cmd: Command, req: CommandRequest, who: Principal) -> Command:
         if cmd.fingerprint != fingerprint(req):
             refused = self._new(req, who, "write", now_ns())
             self._end(refused, CommandState.REJECTED, "conflict", "idempotency key reused")
-            self.store.audit_only(refused, refused.finished_ns or now_ns())
+            await self.store.aaudit_only(refused, refused.finished_ns or now_ns())
             raise IdempotencyConflictError(req.idempotency_key, cmd.id)
         return dataclasses.replace(cmd, replayed=True)
 
@@ -346,11 +346,13 @@ class ControlService:
         if self.events is not None:
             self.events.publish({"topic": "commands", "type": "command", **cmd.to_dict()})
 
-    def _finish(
+    async def _finish(
         self, cmd: Command, state: CommandState, code: str | None, reason: str | None
     ) -> Command:
         self._end(cmd, state, code, reason)
-        self.store.finish(cmd, cmd.finished_ns or now_ns())
+        # Recorded (not fsynced): the key is durable already; see ControlStore for what a
+        # power loss can lose.
+        await self.store.afinish(cmd, cmd.finished_ns or now_ns())
         self._publish(cmd)
         if state is not CommandState.CONFIRMED:
             log.warning("command %s %s on %s: %s", cmd.id, state.value, cmd.target, reason)
@@ -365,7 +367,7 @@ class ControlService:
         if refusal is not None:
             state, code, reason = refusal
             self._end(cmd, state, code, reason)
-            self.store.insert(cmd, received)
+            await self.store.ainsert(cmd, received)
             self._publish(cmd)
             log.warning("command on %s %s: %s", req.target, state.value, reason)
             if target is None:
@@ -376,19 +378,20 @@ class ControlService:
             return cmd
         assert target is not None
         try:
-            self.store.insert(cmd, received)  # durable before anything is sent: at most once
+            # durable (fsync) before anything is sent: at most once
+            await self.store.ainsert(cmd, received)
         except sqlite3.IntegrityError:
             # the same key from another process sharing the file: answer with its command
             stored = self.store.by_key(who.id, req.idempotency_key)
             assert stored is not None
-            return self._replay(stored, req, who)
+            return await self._replay(stored, req, who)
         self._publish(cmd)
         lock = self._locks.setdefault(target.name, asyncio.Lock())
         try:
             async with asyncio.timeout(max(0.0, (cmd.deadline_ns - now_ns()) / 1e9)):
                 await lock.acquire()
         except TimeoutError:
-            return self._finish(
+            return await self._finish(
                 cmd, CommandState.EXPIRED, "deadline", "the deadline passed while queued"
             )
         try:
@@ -461,12 +464,12 @@ class ControlService:
 
     async def _execute(self, cmd: Command, target: Target) -> Command:
         if now_ns() >= cmd.deadline_ns:
-            return self._finish(
+            return await self._finish(
                 cmd, CommandState.EXPIRED, "deadline", "the deadline passed before execution"
             )
         refused = target.interlocks.check(self.table, self.alarms)
         if refused is not None:
-            return self._finish(cmd, CommandState.REJECTED, refused[0], refused[1])
+            return await self._finish(cmd, CommandState.REJECTED, refused[0], refused[1])
         cmd.state = CommandState.EXECUTING
         self._publish(cmd)
         left_s = (cmd.deadline_ns - now_ns()) / 1e9
@@ -474,18 +477,18 @@ class ControlService:
             async with asyncio.timeout(max(0.0, left_s)):
                 result, confirmed = await self._send(cmd, target)
         except TimeoutError:
-            return self._finish(
+            return await self._finish(
                 cmd,
                 CommandState.FAILED,
                 "timeout",
                 "no confirmation within the deadline; the write may still reach the device",
             )
         except AdapterError as exc:
-            return self._finish(cmd, CommandState.FAILED, "device", str(exc))
+            return await self._finish(cmd, CommandState.FAILED, "device", str(exc))
         cmd.result = result
         if not confirmed:
-            return self._finish(cmd, CommandState.FAILED, "readback", str(result))
-        return self._finish(cmd, CommandState.CONFIRMED, None, None)
+            return await self._finish(cmd, CommandState.FAILED, "readback", str(result))
+        return await self._finish(cmd, CommandState.CONFIRMED, None, None)
 
     async def _send(self, cmd: Command, target: Target) -> tuple[Any, bool]:
         """Write or call, then confirm; (result, confirmed)."""
@@ -611,19 +614,21 @@ class ControlService:
         req = CommandRequest(jog.target, f"jog:{jog.id}:{why}", budget_ms, value=jog.safe_value)
         kind = "watchdog" if why == "watchdog" else "jog_release"
         cmd = self._new(req, jog.user, kind, received)
-        self.store.insert(cmd, received)
+        await self.store.ainsert(cmd, received)
         try:
             async with asyncio.timeout(budget_ms / 1000.0):
                 result, ok = await self._send(cmd, target)
         except TimeoutError:
-            return self._finish(cmd, CommandState.FAILED, "timeout", "safe value not confirmed")
+            return await self._finish(
+                cmd, CommandState.FAILED, "timeout", "safe value not confirmed"
+            )
         except AdapterError as exc:
-            return self._finish(cmd, CommandState.FAILED, "device", str(exc))
+            return await self._finish(cmd, CommandState.FAILED, "device", str(exc))
         cmd.result = result
         if ok:
             jog.safe_at = time.monotonic()
-            return self._finish(cmd, CommandState.CONFIRMED, None, f"safe value ({why})")
-        return self._finish(cmd, CommandState.FAILED, "readback", str(result))
+            return await self._finish(cmd, CommandState.CONFIRMED, None, f"safe value ({why})")
+        return await self._finish(cmd, CommandState.FAILED, "readback", str(result))
 
     def _publish_jog(self, jog: JogSession, what: str) -> None:
         if self.events is not None:

@@ -32,6 +32,12 @@ Writes (:meth:`ModbusAdapter.write`): holding registers with function 6 (one reg
 of a holding register is written read-modify-write (function 3, then 6): another client
 writing the same register between the two requests loses its change — Modbus has no lock; where
 devices support it, function 22 (mask write register) would be atomic, but many do not.
+
+Several signals at once (:meth:`ModbusAdapter.write_many`): per device, the values are checked
+first (all or nothing), then sent in the fewest requests — each run of contiguous coils in one
+function 15, each run of contiguous holding registers in one function 16 (a lone coil: 5, a
+lone register: 6), runs cut at the specification's limits. Bit fields keep their
+read-modify-write, one per register (every bit of that register written at once).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Self
@@ -70,13 +76,25 @@ from factory5g.model.endpoints import Bound, modbus_devices
 from factory5g.model.site import ModbusBinding, ModbusDevice
 from factory5g.stream import Batch, Bus, BusClosedError, Quality
 
-__all__ = ["BACKOFF_MAX_S", "BACKOFF_MIN_S", "DeviceStats", "GroupStats", "ModbusAdapter"]
+__all__ = [
+    "BACKOFF_MAX_S",
+    "BACKOFF_MIN_S",
+    "WRITE_MAX_COILS",
+    "WRITE_MAX_REGISTERS",
+    "DeviceStats",
+    "GroupStats",
+    "ModbusAdapter",
+]
 
 log = logging.getLogger(__name__)
 
 BACKOFF_MIN_S: Final = 0.1
 BACKOFF_MAX_S: Final = 10.0
 DROP_AFTER_TIMEOUTS: Final = 3  # requests in a row without any answer → reconnect
+# MODBUS Application Protocol v1.1b3 §6.11 and §6.12: the most one request can write.
+WRITE_MAX_COILS: Final = 1968  # function 15, quantity of outputs 1..0x07B0
+WRITE_MAX_REGISTERS: Final = 123  # function 16, quantity of registers 1..0x007B
+_WRITE_FUNCTIONS: Final = frozenset({5, 6, 15, 16})
 _CYCLE_HISTORY: Final = 1000  # recent cycle durations kept per group
 _TABLE_NAMES: Final = {
     "holding": "holding register",
@@ -91,6 +109,7 @@ class DeviceStats:
     """Counters of one device. ``requests`` counts every request sent (retries included)."""
 
     requests: int = 0
+    writes: int = 0  # write requests sent (functions 5, 6, 15, 16; retries included)
     responses: int = 0  # exception responses included
     timeouts: int = 0  # requests sent that got no answer within timeout_ms
     exceptions: int = 0  # exception responses
@@ -194,6 +213,8 @@ class _Link:
                 if attempt:
                     self.stats.retries += 1
                 self.stats.requests += 1
+                if function in _WRITE_FUNCTIONS:
+                    self.stats.writes += 1
                 try:
                     async with asyncio.timeout(self.timeout_s):
                         response = await call(client)
@@ -541,6 +562,90 @@ class ModbusAdapter:
         log.info("modbus write %s = %r to %s: %s", bound.path, value, link.where, status)
         return WriteResult(signal, True, status)
 
+    async def write_many(self, values: Mapping[int, WriteValue]) -> list[WriteResult]:
+        """Write several signals (engineering units) in the fewest requests per device.
+
+        Every value is checked before anything is sent: an unknown signal, a read-only table,
+        a value its type cannot hold, or two signals writing the same register, bit or coil
+        rejects the whole call (UnknownTargetError, WriteRejectedError naming the signal).
+        Then, device by device, in address order: each run of contiguous coils is one
+        function 15 (at most 1968 coils, §6.11), each run of contiguous holding registers one
+        function 16 (at most 123 registers, §6.12, and the device's ``max_registers``); a run
+        of one coil is function 5, of one register function 6. Bit fields are written
+        read-modify-write, one function 3 + 6 per register whatever the number of its bits.
+
+        A request that fails raises (ModbusExceptionError naming the request's function and
+        address range, ModbusTimeoutError, ModbusConnectionError...) and nothing after it is
+        sent; the requests before it have landed (the log says which). Returns one
+        WriteResult per signal, in the order of ``values``.
+        """
+        by_link: dict[int, tuple[_Link, list[tuple[Bound[ModbusBinding], WriteValue]]]] = {}
+        for signal, value in values.items():
+            target = self._targets.get(signal)
+            if target is None:
+                raise UnknownTargetError(signal)
+            link, bound = target
+            by_link.setdefault(id(link), (link, []))[1].append((bound, value))
+        plans = [(link, _plan_writes(link, items)) for link, items in by_link.values()]
+        status: dict[int, str] = {}
+        for link, requests in plans:
+            unit = link.device.unit
+            for k, w in enumerate(requests):
+                try:
+                    await self._send(link, w, unit)
+                except ModbusError as exc:
+                    landed = ", ".join(p.path for done in requests[:k] for p in done.pieces)
+                    log.warning(
+                        "modbus write of %s to %s failed: %s; written before: %s",
+                        ", ".join(p.path for p in w.pieces),
+                        link.where,
+                        exc,
+                        landed or "nothing",
+                    )
+                    raise
+                for piece in w.pieces:
+                    status[piece.signal] = f"ok: {w.describe()}"
+            log.info(
+                "modbus write of %d signal(s) to %s in %d request(s)",
+                sum(len(w.pieces) for w in requests),
+                link.where,
+                len(requests),
+            )
+        return [WriteResult(signal, True, status[signal]) for signal in values]
+
+    async def _send(self, link: _Link, w: _WriteRequest, unit: int) -> None:
+        """One request of :meth:`write_many` (two for a read-modify-write)."""
+        a, words, who = w.address, w.words, w.who
+        if w.function == 5:
+            on = bool(words[0])
+            await link.request(5, a, 1, lambda c: c.write_coil(a, on, device_id=unit), signal=who)
+        elif w.function == 15:
+            bits = [bool(x) for x in words]
+            await link.request(
+                15, a, len(bits), lambda c: c.write_coils(a, bits, device_id=unit), signal=who
+            )
+        elif w.function == 16:
+            await link.request(
+                16, a, len(words), lambda c: c.write_registers(a, words, device_id=unit), signal=who
+            )
+        elif not w.bits:
+            await link.request(
+                6, a, 1, lambda c: c.write_register(a, words[0], device_id=unit), signal=who
+            )
+        else:
+            # Read-modify-write: see the module docstring for the race it leaves open.
+            read = await link.request(
+                3, a, 1, lambda c: c.read_holding_registers(a, count=1, device_id=unit), signal=who
+            )
+            if not read.registers:
+                raise link.failed(ModbusProtocolError(link.device, f"read of {a} returned nothing"))
+            word = int(read.registers[0])
+            for fmt, value in w.bits:
+                word = set_bit(word, value, fmt)
+            await link.request(
+                6, a, 1, lambda c: c.write_register(a, word, device_id=unit), signal=who
+            )
+
     # -- introspection ----------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -568,6 +673,7 @@ class ModbusAdapter:
             "unit": d.unit,
             "connected": link.connected,
             "requests": s.requests,
+            "writes": s.writes,
             "responses": s.responses,
             "timeouts": s.timeouts,
             "exceptions": s.exceptions,
@@ -590,6 +696,128 @@ class ModbusAdapter:
 
 
 _Call = Callable[[AsyncModbusTcpClient], Awaitable[ModbusPDU]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """One signal's share of a multiple write: its first address and how many it spans."""
+
+    signal: int
+    path: str
+    address: int
+    words: tuple[int, ...]  # the registers, or (0|1,) for a coil; () for a bit field
+
+
+@dataclass(slots=True)
+class _WriteRequest:
+    """One write request of :meth:`ModbusAdapter.write_many` (fc 5, 6, 15 or 16), or a
+    read-modify-write of one register's bit fields (``bits``: fc 3, then 6)."""
+
+    function: int
+    address: int
+    words: list[int]
+    pieces: list[_Piece]
+    bits: list[tuple[Format, WriteValue]] = field(default_factory=list)
+
+    @property
+    def who(self) -> int | str:
+        """The signal an error names: its id, or the paths of all the request writes."""
+        if len(self.pieces) == 1:
+            return self.pieces[0].signal
+        return ", ".join(p.path for p in self.pieces)
+
+    def describe(self) -> str:
+        if self.bits:
+            return f"fc 3 + 6 wrote {len(self.bits)} bit(s) of register {self.address}"
+        n = len(self.words)
+        what = "coil" if self.function in (5, 15) else "register"
+        span = f"{self.address}" if n == 1 else f"{self.address}..{self.address + n - 1}"
+        return f"fc {self.function} wrote {what}{'s' if n > 1 else ''} {span}"
+
+
+def _plan_writes(
+    link: _Link, items: Sequence[tuple[Bound[ModbusBinding], WriteValue]]
+) -> list[_WriteRequest]:
+    """The requests that write ``items`` to one device, in address order (coils first).
+
+    Raises WriteRejectedError naming the signal for a read-only table, a value its type cannot
+    hold, or a register, bit or coil that two signals write.
+    """
+    coils: list[_Piece] = []
+    registers: list[_Piece] = []
+    bit_fields: dict[int, _WriteRequest] = {}
+    owner: dict[tuple[str, int, int | None], str] = {}  # (table, address, bit) → path
+
+    def claim(bound: Bound[ModbusBinding], table: str, address: int, bit: int | None) -> None:
+        # A register is claimed whole (bit None) or bit by bit: a whole claim conflicts with
+        # any bit of it, a bit claim with the whole register and the same bit.
+        keys = [(table, address, bit)] + ([(table, address, None)] if bit is not None else [])
+        if bit is None:
+            keys += [(table, address, b) for b in range(16)]
+        for key in keys:
+            other = owner.get(key)
+            if other is not None:
+                raise WriteRejectedError(
+                    bound.id,
+                    f"{bound.path} and {other} both write {_TABLE_NAMES[table]} {address}"
+                    + (f" bit {bit}" if bit is not None and key[2] is not None else ""),
+                )
+        owner[(table, address, bit)] = bound.path
+
+    for bound, value in items:
+        b = bound.binding
+        if not b.writable:
+            raise WriteRejectedError(
+                bound.id,
+                f"read-only: {bound.path} is {_TABLE_NAMES[b.table]} {b.address} of "
+                f"{link.where}: Modbus has no function to write it",
+            )
+        fmt = Format.of(b)
+        try:
+            if b.table == "coil":
+                claim(bound, "coil", b.address, None)
+                on = 1 if raw_value(value, fmt) else 0
+                coils.append(_Piece(bound.id, bound.path, b.address, (on,)))
+            elif b.bit is not None:
+                raw_value(value, fmt)  # 0 or 1 after scale: checked now, set after the read
+                claim(bound, "holding", b.address, b.bit)
+                piece = _Piece(bound.id, bound.path, b.address, ())
+                rmw = bit_fields.setdefault(b.address, _WriteRequest(6, b.address, [], []))
+                rmw.pieces.append(piece)
+                rmw.bits.append((fmt, value))
+            else:
+                regs = encode(value, fmt)
+                for a in range(b.address, b.address + len(regs)):
+                    claim(bound, "holding", a, None)
+                registers.append(_Piece(bound.id, bound.path, b.address, tuple(regs)))
+        except ModbusValueError as exc:
+            raise WriteRejectedError(bound.id, f"{bound.path}: {exc}") from exc
+    d = link.device
+    requests = _runs(coils, min(WRITE_MAX_COILS, d.max_bits), single=5, multiple=15)
+    requests += _runs(registers, min(WRITE_MAX_REGISTERS, d.max_registers), single=6, multiple=16)
+    requests += [bit_fields[a] for a in sorted(bit_fields)]
+    return requests
+
+
+def _runs(pieces: list[_Piece], limit: int, *, single: int, multiple: int) -> list[_WriteRequest]:
+    """Contiguous pieces joined into requests of at most ``limit`` items, greedily (for runs in
+    address order that cannot split a piece, filling each request is optimal)."""
+    out: list[_WriteRequest] = []
+    for p in sorted(pieces, key=lambda p: p.address):
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and last.address + len(last.words) == p.address
+            and len(last.words) + len(p.words) <= limit
+        ):
+            last.words.extend(p.words)
+            last.pieces.append(p)
+        else:
+            out.append(_WriteRequest(multiple, p.address, list(p.words), [p]))
+    for w in out:
+        if len(w.words) == 1:
+            w.function = single
+    return out
 
 
 def _read_call(read: Read, unit: int) -> _Call:
