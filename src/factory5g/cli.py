@@ -198,6 +198,8 @@ async def _serve(app_: object, host: str, port: int, log_level: str) -> int:
         log_level=log_level,
         lifespan="on",
         access_log=False,
+        # Plain public resolutions answered in the HTTP parser callback (docs/ids.md, Benchmark).
+        http="factory5g.ids.protocol:ResolutionProtocol",
     )
     server = _Server(config)
     loop = asyncio.get_running_loop()
