@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from factory5g.model import load_site
+from factory5g.model import load_site, load_text
 from factory5g.runtime import Runtime
 from factory5g.store import MemoryStore
 from factory5g.stream import Batch
@@ -57,6 +59,33 @@ async def test_stop_drains_the_bus_into_the_store(tmp_path: Path, steel_site: Pa
     assert rt.written_samples == 250
     got = await store.query(3, 0, 100)
     assert got.value.tolist() == [float(k) for k in range(50)]
+
+
+@pytest.mark.parametrize("interval_ms", [0, 250])
+async def test_a_light_feed_shares_store_transactions(steel_site: Path, interval_ms: int) -> None:
+    """Group commit: batches trickling in within ``commit_interval_ms`` share one transaction;
+    with 0, every batch that finds the writer idle is a transaction of its own."""
+    text = _without_sim(steel_site).read_text(encoding="utf-8")
+    text = text.replace(
+        "retention_days = 365", f"retention_days = 365\ncommit_interval_ms = {interval_ms}"
+    )
+    site = load_text(text, path=steel_site)
+    assert site.file.store.commit_interval_ms == interval_ms
+    store = MemoryStore()
+    async with Runtime(site, store=store) as rt:
+        began = time.monotonic()
+        for k in range(40):  # 40 batches, one every 10 ms
+            await rt.bus.publish(Batch.of(np.arange(3), np.full(3, k), float(k)))
+            await asyncio.sleep(0.01)
+        await wait_until(lambda: rt.written_batches == 40, what="every batch stored")
+        elapsed = time.monotonic() - began
+        commits = rt.commits
+    if interval_ms:
+        assert commits <= elapsed / (interval_ms / 1000) + 2
+    else:
+        assert commits >= 20  # the writer keeps up batch by batch
+    got = await store.query(1, 0, 100)
+    assert got.value.tolist() == [float(k) for k in range(40)]  # none lost, in order
 
 
 def _without_sim(steel_site: Path) -> Path:

@@ -10,7 +10,7 @@ def test_quick_bench_prints_one_json_line() -> None:
     cmds = report["commands"]
     n = cmds["commands_per_protocol"]
     for proto in ("modbus", "opcua"):
-        for part in ("api", "inproc"):
+        for part in ("api", "runtime", "inproc"):
             d = cmds[part][proto]
             assert d["states"] == {"confirmed": n + 20}, (part, proto, d)
             assert 0 < d["p50"] <= d["p99"] <= d["max"]

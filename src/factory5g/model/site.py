@@ -90,6 +90,13 @@ class StoreSettings(_Strict):
         "data", description="Directory of the embedded store, relative to the site file"
     )
     retention_days: float = Field(365.0, gt=0)
+    commit_interval_ms: float = Field(
+        100.0,
+        ge=0,
+        le=10_000,
+        description="at most one store transaction per interval while little is queued: "
+        "group commit (latest values and history lag by up to this; live values do not)",
+    )
 
 
 class BusSettings(_Strict):
