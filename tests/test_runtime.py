@@ -76,7 +76,7 @@ async def test_a_light_feed_shares_store_transactions(steel_site: Path, interval
         began = time.monotonic()
         for k in range(40):  # 40 batches, one every 10 ms
             await rt.bus.publish(Batch.of(np.arange(3), np.full(3, k), float(k)))
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # the feed's own pace, not a wait for state
         await wait_until(lambda: rt.written_batches == 40, what="every batch stored")
         elapsed = time.monotonic() - began
         commits = rt.commits
