@@ -271,84 +271,78 @@ async def _bare(modbus_port: int, opcua_port: int, n: int) -> dict[str, Any]:
     return out
 
 
+async def _submit_rounds(control: Any, ready: Any, tag: str, n: int) -> dict[str, Any]:
+    """Once ``ready()`` (adapters connected, the door bit known), ``n`` commands per protocol
+    through ``control.submit``, one at a time, 20 warm-up ones not counted."""
+    from factory5g.apps.control import CommandRequest, Principal
+    from factory5g.model import Role
+
+    who = Principal("bench", "bench", Role.OPERATOR)
+    for _ in range(200):
+        if ready():
+            break
+        await asyncio.sleep(0.05)
+    out: dict[str, Any] = {}
+    for name, target, values in (
+        ("modbus", "table.speed_setpoint", (1.0, 14.0)),
+        ("opcua", "stand.trim", (-4.0, 4.0)),
+    ):
+        rtt: list[float] = []
+        states: dict[str, int] = {}
+        for i in range(n + 20):
+            req = CommandRequest(target, f"{tag}-{name}-{i}", 1000, value=values[i % 2] + i * 1e-4)
+            t0 = time.perf_counter()
+            cmd = await control.submit(req, who)
+            dt = time.perf_counter() - t0
+            states[cmd.state.value] = states.get(cmd.state.value, 0) + 1
+            if i >= 20:
+                rtt.append(dt)
+        out[name] = {**_pct(rtt), "states": states}
+    return out
+
+
 async def _inproc(site_toml: str, data_dir: Path, n: int) -> dict[str, Any]:
     """The control app's own round trip, without HTTP: ``ControlService.submit`` with the real
     adapters, in this process."""
-    from factory5g.apps.control import CommandRequest, ControlService, Principal
+    from factory5g.apps.control import ControlService
     from factory5g.connect.base import Adapter
     from factory5g.connect.modbus import ModbusAdapter
     from factory5g.connect.opcua import OpcUaAdapter
-    from factory5g.model import Role, load_text
+    from factory5g.model import load_text
     from factory5g.stream import MemoryBus
 
     site = load_text(site_toml)
-    who = Principal("bench", "bench", Role.OPERATOR)
-    out: dict[str, Any] = {}
+    door = site.signals.get("guard.door_closed").id
     async with MemoryBus() as bus, ModbusAdapter(site, bus) as mb, OpcUaAdapter(site, bus) as ua:
         adapters: dict[str, Adapter] = {"modbus": mb, "opcua": ua}
         async with ControlService(site, bus, adapters, data_dir=data_dir) as control:
-            door = site.signals.get("guard.door_closed").id
-            for _ in range(200):
+
+            def ready() -> bool:
                 up = mb.stats()["connected"] and ua.stats()["connected"]
-                if up and control.table.get(door) is not None:
-                    break
-                await asyncio.sleep(0.05)
-            for name, target, values in (
-                ("modbus", "table.speed_setpoint", (1.0, 14.0)),
-                ("opcua", "stand.trim", (-4.0, 4.0)),
-            ):
-                rtt: list[float] = []
-                states: dict[str, int] = {}
-                for i in range(n + 20):
-                    req = CommandRequest(
-                        target, f"in-{name}-{i}", 1000, value=values[i % 2] + i * 1e-4
-                    )
-                    t0 = time.perf_counter()
-                    cmd = await control.submit(req, who)
-                    dt = time.perf_counter() - t0
-                    states[cmd.state.value] = states.get(cmd.state.value, 0) + 1
-                    if i >= 20:
-                        rtt.append(dt)
-                out[name] = {**_pct(rtt), "states": states}
-    return out
+                return bool(up) and control.table.get(door) is not None
+
+            return await _submit_rounds(control, ready, "in", n)
 
 
 async def _in_runtime(site_toml: str, data_dir: Path, n: int) -> dict[str, Any]:
     """The control app's round trip inside a whole Runtime (store writer, alarms, adapters'
     polling), without HTTP: what the running platform adds to ``inproc``."""
-    from factory5g.apps.control import CommandRequest, Principal
-    from factory5g.model import Role, load_text
+    from factory5g.model import load_text
     from factory5g.runtime import Runtime
 
     site = load_text(site_toml)
-    who = Principal("bench", "bench", Role.OPERATOR)
-    out: dict[str, Any] = {}
+    door = site.signals.get("guard.door_closed").id
     async with Runtime(site, data_dir=data_dir) as rt:
         control = rt.control
         assert control is not None
-        door = site.signals.get("guard.door_closed").id
-        for _ in range(200):
-            if rt.modbus is not None and rt.opcua is not None:
-                up = rt.modbus.stats()["connected"] and rt.opcua.stats()["connected"]
-                if up and control.table.get(door) is not None:
-                    break
-            await asyncio.sleep(0.05)
-        for name, target, values in (
-            ("modbus", "table.speed_setpoint", (1.0, 14.0)),
-            ("opcua", "stand.trim", (-4.0, 4.0)),
-        ):
-            rtt: list[float] = []
-            states: dict[str, int] = {}
-            for i in range(n + 20):
-                req = CommandRequest(target, f"rt-{name}-{i}", 1000, value=values[i % 2] + i * 1e-4)
-                t0 = time.perf_counter()
-                cmd = await control.submit(req, who)
-                dt = time.perf_counter() - t0
-                states[cmd.state.value] = states.get(cmd.state.value, 0) + 1
-                if i >= 20:
-                    rtt.append(dt)
-            out[name] = {**_pct(rtt), "states": states}
-    return out
+
+        def ready() -> bool:
+            if rt.modbus is None or rt.opcua is None:
+                return False
+            up = rt.modbus.stats()["connected"] and rt.opcua.stats()["connected"]
+            return bool(up) and control.table.get(door) is not None
+
+        return await _submit_rounds(control, ready, "rt", n)
 
 
 def _fsync(data_dir: Path, n: int) -> dict[str, Any]:
