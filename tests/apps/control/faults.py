@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tests.proxy import LoopbackProxy, Pair
+
 Framer = Callable[[bytes | bytearray], int | None]
 FaultKind = Literal["delay", "drop", "duplicate", "hold", "corrupt", "cut"]
 
@@ -72,63 +74,20 @@ class Direction:
         return sum(1 for f in self.frames if match(f))
 
 
-class FaultProxy:
+class FaultProxy(LoopbackProxy):
     """``async with FaultProxy(upstream_port, framer) as proxy``; clients connect to
     ``proxy.port``; ``proxy.to_server`` / ``proxy.to_client`` take faults."""
 
     def __init__(self, upstream_port: int, framer: Framer) -> None:
-        self.upstream = upstream_port
+        super().__init__(upstream_port)
         self.framer = framer
         self.to_server = Direction("to_server")
         self.to_client = Direction("to_client")
-        self.connections = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: list[asyncio.StreamWriter] = []
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def __aenter__(self) -> FaultProxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for w in self._writers:
-            w.close()
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
-        except OSError:
-            writer.close()
-            return
-        self.connections += 1
-        self._writers += [writer, up_writer]
-        pair = (writer, up_writer)
-        for src, dst, d in (
-            (reader, up_writer, self.to_server),
-            (up_reader, writer, self.to_client),
-        ):
-            task = asyncio.create_task(self._pump(src, dst, d, pair))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
 
     async def _pump(
-        self,
-        src: asyncio.StreamReader,
-        dst: asyncio.StreamWriter,
-        d: Direction,
-        pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, to_server: bool, pair: Pair
     ) -> None:
+        d = self.to_server if to_server else self.to_client
         buf = bytearray()
         with contextlib.suppress(OSError, ConnectionError):
             while data := await src.read(65536):
@@ -145,7 +104,7 @@ class FaultProxy:
         frame: bytes,
         dst: asyncio.StreamWriter,
         d: Direction,
-        pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
+        pair: Pair,
     ) -> bool:
         d.frames.append(frame)
         fault = next((f for f in d.faults if f.count > 0 and f.match(frame)), None)

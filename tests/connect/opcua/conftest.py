@@ -27,6 +27,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from factory5g.model import Site, load_text
 from factory5g.sim.opcua import stop_server
+from tests.proxy import LoopbackProxy, Pair
 
 T = TypeVar("T")
 
@@ -277,36 +278,14 @@ def device_site(
     return load_text("\n".join(lines) + "\n", "opcua-test.toml")
 
 
-class Proxy:
+class Proxy(LoopbackProxy):
     """A TCP proxy to ``port`` that can go silent: ``paused`` holds every byte (both ways)
     while the connections stay open, as a hung server or a dead link would."""
 
     def __init__(self, port: int) -> None:
-        self.upstream = port
+        super().__init__(port)
         self.flowing = asyncio.Event()
         self.flowing.set()
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: list[asyncio.StreamWriter] = []
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def __aenter__(self) -> Proxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for w in self._writers:
-            w.close()
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
 
     def pause(self) -> None:
         self.flowing.clear()
@@ -314,15 +293,9 @@ class Proxy:
     def resume(self) -> None:
         self.flowing.set()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
-        self._writers += [writer, up_writer]
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pump(src, dst))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, to_server: bool, pair: Pair
+    ) -> None:
         with contextlib.suppress(OSError):
             while data := await src.read(65536):
                 await self.flowing.wait()
