@@ -118,6 +118,8 @@ def create_app(settings: Settings, *, on_ready: Callable[[Runtime], None] | None
     app.mount("/nef", _NefMount(app), name="nef")
     static = resources.files("factory5g.web").joinpath("static")
     app.mount("/", StaticFiles(directory=str(static), html=True), name="console")
+    # Commands skip FastAPI's routing and validation when plainly valid (routes/commands.py).
+    app.add_middleware(commands.CommandFastPath, path=f"{API_PREFIX}/commands")
     return app
 
 

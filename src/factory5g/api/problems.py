@@ -51,15 +51,36 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
+    body = problem_body(request.url.path, status, detail, title=title, type=type, **extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def problem_body(
+    instance: str,
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    type: str = "about:blank",
+    **extra: Any,
+) -> dict[str, Any]:
+    """The problem document (RFC 9457) of ``instance`` (the request's path)."""
+    return {
         "type": type,
         "title": title or HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
-        "instance": request.url.path,
+        "instance": instance,
         **extra,
     }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def problem_of(exc: Problem, instance: str) -> JSONResponse:
+    """``exc`` as its response, outside FastAPI's exception handlers (an ASGI fast path)."""
+    body = problem_body(
+        instance, exc.status, exc.detail, title=exc.title, type=exc.type, **exc.extra
+    )
+    return JSONResponse(body, status_code=exc.status, media_type=PROBLEM_JSON, headers=exc.headers)
 
 
 def install(app: FastAPI) -> None:

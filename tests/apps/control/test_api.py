@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import uvicorn
 import websockets
 
 from factory5g.api import Settings, create_app
+from factory5g.api.routes.commands import CommandFastPath
 from factory5g.model import Role
 from factory5g.runtime import Runtime
 from factory5g.stream import Batch, now_ns
@@ -31,6 +33,7 @@ class App:
     tokens: dict[Role, str]
     memory: Memory
     ws_url: str
+    asgi: Any = None
 
     def auth(self, role: Role) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
@@ -64,7 +67,14 @@ async def app(tmp_path: Path) -> AsyncIterator[App]:
             tokens = {r: fastapi_app.state.tokens.create(r, f"t-{r.value}").token for r in Role}
             base = f"http://127.0.0.1:{http_port}"
             async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-                a = App(client, rt, tokens, memory, f"ws://127.0.0.1:{http_port}/api/v1/live")
+                a = App(
+                    client,
+                    rt,
+                    tokens,
+                    memory,
+                    f"ws://127.0.0.1:{http_port}/api/v1/live",
+                    fastapi_app,
+                )
                 await a.publish("guard.door_closed", 1.0)
                 assert rt.control is not None
                 control = rt.control
@@ -147,6 +157,71 @@ async def test_commands_answers_roles_and_replays(app: App) -> None:
     verify = (await c.get("/api/v1/audit/verify", headers=app.auth(Role.VIEWER))).json()
     assert verify["ok"] is True
     assert verify["entries"] == audit["head"]["seq"] == len(audit["entries"])
+
+
+def fast_path(app: App) -> CommandFastPath:
+    layer = app.asgi.middleware_stack
+    while not isinstance(layer, CommandFastPath):
+        layer = layer.app
+    return layer
+
+
+VOLATILE = {"id", "session", "seq", "idempotency_key", "received_ns", "deadline_ns"}
+VOLATILE |= {"finished_ns", "latency_ms", "result", "command_id"}
+
+
+def alike(r: httpx.Response, key: str) -> tuple[Any, ...]:
+    """What must be the same whichever way a command went: status, content type, replay header,
+    and the body without ids, keys and times."""
+
+    def strip(d: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in d.items() if k not in VOLATILE}
+        if isinstance(out.get("command"), dict):
+            out["command"] = strip(out["command"])
+        if isinstance(out.get("detail"), str):
+            detail = out["detail"].replace(key, "<key>")
+            out["detail"] = re.sub(r"\b[0-9a-f]{32}\b", "<id>", detail)
+        return out
+
+    return (
+        r.status_code,
+        r.headers["content-type"],
+        r.headers.get("idempotent-replayed"),
+        strip(r.json()),
+    )
+
+
+async def test_the_fast_path_answers_as_fastapi_does(app: App) -> None:
+    """Every outcome twice: through the fast path, and through FastAPI (a query string makes the
+    fast path step aside)."""
+    c = app.client
+    fast = fast_path(app)
+    op, viewer = app.auth(Role.OPERATOR), app.auth(Role.VIEWER)
+    cases: list[tuple[str, dict[str, Any], dict[str, str], int]] = [
+        ("ok", body(4.0, "ok"), op, 200),
+        ("ok", body(4.0, "ok"), op, 200),  # a replay of the one before
+        ("conflict", body(5.0, "ok"), op, 422),  # the same key, another value
+        ("forbidden", body(4.0, "forbidden"), viewer, 403),
+        ("range", body(99.0, "range"), op, 422),
+        ("unknown", {**body(1.0, "unknown"), "target": "table.sped_setpoint"}, op, 404),
+        ("anonymous", body(1.0, "anonymous"), {}, 401),  # FastAPI's both ways
+        ("coerced", {**body(1.0, "coerced"), "value": "2.5"}, op, 200),  # FastAPI's both ways
+        ("extra", {**body(1.0, "extra"), "colour": "red"}, op, 422),  # FastAPI's both ways
+    ]
+    answers: dict[str, list[tuple[Any, ...]]] = {"fast": [], "fastapi": []}
+    before = fast.answered
+    for way, suffix in (("fast", ""), ("fastapi", "?via=fastapi")):
+        for _name, b, headers, status in cases:
+            key = f"{way}-{b['idempotency_key']}"
+            r = await c.post(
+                f"/api/v1/commands{suffix}", json={**b, "idempotency_key": key}, headers=headers
+            )
+            assert r.status_code == status, (way, r.text)
+            answers[way].append(alike(r, key))
+    assert answers["fast"] == answers["fastapi"]
+    assert answers["fast"][1][2] == "true"  # the replay says so
+    assert fast.answered - before == 6  # the first six; the last three are FastAPI's
+    assert app.setpoint() == 2.5
 
 
 async def test_jog_over_http(app: App) -> None:
