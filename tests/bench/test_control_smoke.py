@@ -18,6 +18,11 @@ def test_quick_bench_prints_one_json_line() -> None:
         assert 0 < bare["p50"] <= bare["p99"]
         # the app adds work to the bare write (checks, fsyncs, audit): never less
         assert cmds["inproc"][proto]["p50"] > bare["p50"]
+    refused = cmds["api"]["refused"]
+    assert 0 < refused["p50"] <= refused["p99"]
+    for proto in ("modbus", "opcua"):
+        goal = report["goals"][f"{proto}_p99_2x_bare"]
+        assert goal["floor_p50_ms"] > cmds["bare"][proto]["p50"]
     alarms = report["alarms"]
     assert alarms["rules"] == 1000
     assert alarms["samples_per_s"] > 0
