@@ -70,7 +70,15 @@ def server(site: str, data_dir: str, port: int) -> None:
         print(json.dumps({"token": token}), flush=True)
 
     app = create_app(Settings(site=Path(site), data_dir=Path(data_dir), port=port), on_ready=ready)
-    config = uvicorn.Config(app, host=HOST, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(  # as `factory5g up` configures it (cli._serve)
+        app,
+        host=HOST,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
+        http="factory5g.ids.protocol:ResolutionProtocol",
+    )
     srv = uvicorn.Server(config)
 
     async def run() -> None:
