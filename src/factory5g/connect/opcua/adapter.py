@@ -568,7 +568,9 @@ class _Endpoint:
     async def request(self, what: Awaitable[T], *, node: str, action: str, target: int | str) -> T:
         """Await a service call, its failures as OpcUa errors (logged, counted)."""
         try:
-            return await asyncio.wait_for(what, 2 * self.settings.timeout_s)
+            # asyncio.timeout, not wait_for: no task of its own for every request
+            async with asyncio.timeout(2 * self.settings.timeout_s):
+                return await what
         except UaStatusCodeError as exc:
             raise self.status_error(exc.code, node=node, action=action, target=target) from exc
         except CONNECTION_ERRORS as exc:
