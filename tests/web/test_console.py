@@ -1,19 +1,23 @@
 """The console in headless Chromium against a real `factory5g up --demo` subprocess.
 
 What an OT engineer relies on: the plant's live values show and move, the token leaves the
-address bar, a bad token gets a clear form instead of a blank page, and the page talks to no host
-but the platform's own (the plants are air-gapped). Chromium missing is a failure, never a skip.
+address bar, a bad token gets a clear form instead of a blank page, alarms and commands show
+live with what each role may do about them, and the page talks to no host but the platform's own
+(the plants are air-gapped). Chromium missing is a failure, never a skip.
 """
 
 from __future__ import annotations
 
 import re
 import signal
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from playwright.sync_api import (
     Browser,
@@ -25,7 +29,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from ..helpers import FactoryProcess
+from ..helpers import FactoryProcess, steel_text, wait_until_sync
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -524,3 +528,419 @@ def test_console_shows_the_opcua_endpoints_and_the_modbus_devices(
     assert unexpected == [], unexpected
     assert seen.foreign(demo.port) == [], seen.foreign(demo.port)
     context.close()
+
+
+# ---------------------------------------------------------------- alarms and commands
+
+# Two rules on the run-out table's speed, added to the demo site: an operator's set-point
+# command (real, through the API and Modbus) trips them, and they stay active while the table
+# runs fast. The high one is also an alarm interlock of the set point (the template's
+# `alarm_interlocks = ["roller_table"]`). The demo's own rules do not trip in the first minutes:
+# the fence door (seed 0) first opens 162 s into the run.
+OVERSPEED_RULES = """
+[[alarm]]
+signal = "roller_table.speed"
+kind = "high"
+limit = 8
+deadband = 0.5
+on_delay_s = 1
+priority = "medium"
+message = "Run-out table faster than the strip needs"
+
+[[alarm]]
+signal = "roller_table.speed"
+kind = "high"
+limit = 10
+deadband = 0.5
+on_delay_s = 1
+priority = "high"
+message = "Run-out table overspeed"
+"""
+MEDIUM = "roller_table.speed/high"
+HIGH = "roller_table.speed/high#2"
+ACK_COMMENT = "table speed trial agreed with the shift lead"
+
+
+@pytest.fixture
+def overspeed_demo(tmp_path: Path, free_port: int) -> Iterator[Server]:
+    """The demo with OVERSPEED_RULES (FactoryProcess keeps a site file that is there)."""
+    site = tmp_path / "factory5g-demo" / "site.toml"
+    site.parent.mkdir(parents=True)
+    site.write_text(steel_text() + OVERSPEED_RULES, encoding="utf-8")
+    server = Server(tmp_path, free_port)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def api_client(demo: Server, token: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{demo.port}/api/v1",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+
+
+def new_token(admin: httpx.Client, role: str) -> str:
+    r = admin.post("/tokens", json={"role": role, "name": f"console-{role}"})
+    assert r.status_code == 201, r.text
+    token: str = r.json()["token"]
+    return token
+
+
+def command(client: httpx.Client, target: str, value: float, key: str) -> httpx.Response:
+    body = {"target": target, "value": value, "deadline_ms": 10_000, "idempotency_key": key}
+    return client.post("/commands", json=body)
+
+
+def wait_connected(client: httpx.Client, adapter: str) -> None:
+    """Until the demo's `adapter` client reached its simulated device (a write needs it)."""
+
+    def connected() -> bool:
+        r = client.get(f"/connect/{adapter}")
+        return r.status_code == 200 and r.json()["connected"] is True
+
+    wait_until_sync(connected, 60, f"the {adapter} client connected")
+
+
+def alarm_of(client: httpx.Client, alarm_id: str) -> dict[str, Any]:
+    r = client.get("/alarms")
+    assert r.status_code == 200, r.text
+    [alarm] = [a for a in r.json()["alarms"] if a["id"] == alarm_id]
+    return alarm
+
+
+def alarm_row(page: Page, alarm_id: str) -> Locator:
+    return page.locator(f'#alarms-body tr[data-alarm="{alarm_id}"]')
+
+
+def command_row(page: Page, command_id: str) -> Locator:
+    return page.locator(f'#commands-body tr[data-command="{command_id}"]')
+
+
+def audit_fact(page: Page, name: str) -> Locator:
+    return page.locator(f'#audit-facts [data-fact="{name}"]')
+
+
+def requests_to(seen: Recorder, path: str) -> int:
+    return sum(1 for u in seen.urls if urlsplit(u).path == path)
+
+
+BACKGROUND = """(e) => getComputedStyle(e).backgroundColor"""
+
+
+@pytest.mark.timeout(300)
+def test_console_alarms_live_acknowledge_shelve_by_role(
+    overspeed_demo: Server, browser: Browser, tmp_path: Path
+) -> None:
+    demo = overspeed_demo
+    _, admin_token = console_url(demo)
+    base = f"http://127.0.0.1:{demo.port}/"
+    with api_client(demo, admin_token) as admin:
+        tokens = {role: new_token(admin, role) for role in ("viewer", "operator", "engineer")}
+    operator = api_client(demo, tokens["operator"])
+    admin = api_client(demo, admin_token)
+    try:
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        seen = Recorder()
+        seen.attach(page)
+        page.goto(f"{base}#token={tokens['operator']}")
+        expect(page.locator("#user-role")).to_have_text("operator")
+        expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+
+        # Nothing is wrong yet: an empty summary, no badge, no alarm in the last 10 minutes.
+        page.locator("#tree-alarms").click()
+        expect(page.locator("#tree-alarms")).to_have_attribute("data-selected", "true")
+        expect(page.locator("#scope")).to_have_text("Alarms")
+        expect(page.locator("#alarms-empty")).to_have_text(
+            "No alarm is active, unacknowledged or shelved."
+        )
+        expect(page.locator("#alarm-badge")).to_be_hidden()
+        expect(page.locator("#alarm-flood-n")).to_have_text("0")
+        expect(page.locator("#alarm-flood")).to_have_attribute("data-flood", "false")
+
+        # The operator runs the table fast (through the API, as an HMI or a script would).
+        wait_connected(admin, "modbus")
+        r = command(operator, "roller_table.speed_setpoint", 12, "table-fast")
+        assert r.status_code == 200, r.text
+        assert r.json()["state"] == "confirmed"
+
+        # Both alarms arrive live, highest priority first, with their state, limit and value.
+        high, medium = alarm_row(page, HIGH), alarm_row(page, MEDIUM)
+        for row in (high, medium):
+            expect(row).to_have_attribute("data-state", "unacknowledged_active", timeout=30_000)
+        rows = page.locator("#alarms-body tr")
+        assert rows.evaluate_all("rs => rs.map(r => r.dataset.alarm)") == [HIGH, MEDIUM]
+        expect(page.locator("#alarms-empty")).to_be_hidden()
+        for row, priority, message, limit in (
+            (high, "high", "Run-out table overspeed", 10),
+            (medium, "medium", "Run-out table faster than the strip needs", 8),
+        ):
+            expect(row.locator(".prio")).to_have_text(priority)
+            expect(row.locator(".astate")).to_have_text("unacknowledged active")
+            expect(row.locator(".eq")).to_have_text("Run-out roller table")
+            expect(row.locator(".path")).to_have_text("roller_table.speed")
+            expect(row.locator(".msg")).to_have_text(message)
+            expect(row.locator(".limit")).to_have_text(f"high limit {limit} m/s")
+            value = row.locator(".value").inner_text()
+            assert re.fullmatch(r"\d+\.\d+ m/s", value), value
+            assert float(value.split()[0]) > limit, value
+            expect(row.locator('[data-col="raised"]')).to_have_text(re.compile(r"^(<1|\d+) s ago$"))
+            expect(row.locator(".now")).to_have_text(re.compile(r"^now \d+\.\d+ m/s$"))
+        # Priority is a word and a colour, and the colours differ.
+        assert high.locator(".prio").evaluate(BACKGROUND) != medium.locator(".prio").evaluate(
+            BACKGROUND
+        )
+        badge = page.locator("#alarm-badge")
+        expect(badge).to_have_text("2")
+        expect(badge).to_have_attribute("data-priority", "high")
+        expect(badge).to_have_attribute(
+            "title", "2 unacknowledged active alarms, highest priority high"
+        )
+        expect(page.locator("#alarm-flood-n")).to_have_text("2")
+        expect(page.locator("#alarm-flood")).to_have_attribute("data-flood", "false")
+        expect(page.locator("#scope-count")).to_have_text("2 active · 2 unacknowledged · 0 shelved")
+        # The WebSocket brought them: only an alarm event asks for the flood figure, and the
+        # screen reader heard of them.
+        assert requests_to(seen, "/api/v1/alarms/flood") >= 1, seen.urls
+        expect(page.locator("#alarms-announce")).to_have_text(
+            re.compile(
+                r"^New (high|medium) priority alarm: Run-out table .* \(roller_table\.speed\)$"
+            )
+        )
+        page.screenshot(path=tmp_path / "console-alarms.png")
+
+        # A viewer sees the same alarms, read only: every action disabled, saying which role.
+        viewer_context = browser.new_context(viewport=VIEWPORT)
+        other = viewer_context.new_page()
+        other_seen = Recorder()
+        other_seen.attach(other)
+        other.goto(f"{base}#token={tokens['viewer']}")
+        expect(other.locator("#user-role")).to_have_text("viewer")
+        other.locator("#tree-alarms").click()
+        seen_high = alarm_row(other, HIGH)
+        expect(seen_high).to_have_attribute("data-state", "unacknowledged_active")
+        ack_needs = re.compile(r"^Acknowledging alarms needs the operator role .*viewer\)$")
+        expect(seen_high.locator("button.acknowledge")).to_be_disabled()
+        expect(seen_high.locator("button.acknowledge")).to_have_attribute("title", ack_needs)
+        expect(seen_high.locator("input.pick")).to_be_disabled()
+        expect(seen_high.locator("button.shelve")).to_be_disabled()
+        expect(seen_high.locator("button.shelve")).to_have_attribute(
+            "title", re.compile(r"^Shelving alarms needs the engineer role")
+        )
+        expect(other.locator("#alarms-ack")).to_be_disabled()
+        expect(other.locator("#alarms-ack")).to_have_attribute("title", ack_needs)
+        expect(other.locator("#alarms-hint")).to_have_text(
+            "Read only: acknowledging needs an operator."
+        )
+        expect(other.locator("#alarm-badge")).to_have_text("2")
+        other.screenshot(path=tmp_path / "console-alarms-viewer.png")
+
+        # The operator may acknowledge (not shelve): both at once, with a comment.
+        expect(high.locator("button.shelve")).to_be_disabled()
+        expect(high.locator("button.shelve")).to_have_attribute(
+            "title", re.compile(r"^Shelving alarms needs the engineer role .*operator\)$")
+        )
+        expect(page.locator("#alarms-ack")).to_be_disabled()
+        page.locator("#alarms-select").check()
+        expect(page.locator("#alarms-ack")).to_have_text("Acknowledge selected (2)…")
+        page.locator("#alarms-ack").click()
+        dialog = page.locator("#alarm-dialog")
+        expect(dialog).to_be_visible()
+        expect(page.locator("#alarm-dialog-title")).to_have_text("Acknowledge 2 alarms")
+        expect(page.locator("#alarm-dialog-list li .mono")).to_have_text([HIGH, MEDIUM])
+        expect(page.locator("#alarm-duration-field")).to_be_hidden()
+        expect(page.locator("#alarm-comment")).to_be_focused()
+        page.locator("#alarm-comment").fill(ACK_COMMENT)
+        page.locator("#alarm-submit").click()
+        expect(dialog).to_be_hidden()
+        for row in (high, medium):
+            expect(row).to_have_attribute("data-state", "acknowledged_active")
+            expect(row.locator(".astate")).to_have_text("acknowledged active")
+            expect(row.locator(".note")).to_have_text("by console-operator")
+            expect(row.locator(".note")).to_have_attribute("title", f"“{ACK_COMMENT}”")
+            expect(row.locator("button.acknowledge")).to_be_hidden()
+        expect(badge).to_be_hidden()
+        expect(page.locator("#alarms-ack")).to_have_text("Acknowledge selected…")
+        # ... and live in the viewer's console too.
+        expect(seen_high).to_have_attribute("data-state", "acknowledged_active")
+        expect(other.locator("#alarm-badge")).to_be_hidden()
+        for alarm_id in (HIGH, MEDIUM):
+            stored = alarm_of(admin, alarm_id)
+            assert stored["state"] == "acknowledged_active", stored
+            assert stored["acknowledged_by"] == "console-operator", stored
+            assert stored["ack_comment"] == ACK_COMMENT, stored
+        page.screenshot(path=tmp_path / "console-alarms-acknowledged.png")
+
+        # Acknowledged is not cleared: the high alarm still holds the set point's alarm interlock,
+        # and the command log says so.
+        refused = command(operator, "roller_table.speed_setpoint", 5, "table-back")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["reason_code"] == "alarm_interlock"
+        page.locator("#tree-commands").click()
+        row = command_row(page, refused.json()["command"]["id"])
+        expect(row.locator(".cstate")).to_have_text("rejected (alarm interlock)")
+        expect(row.locator(".reason")).to_have_text(refused.json()["detail"])
+        expect(row.locator(".reason")).to_contain_text(HIGH)
+
+        # An engineer shelves the high alarm, with a reason (required) and an expiry.
+        other.goto(f"{base}#token={tokens['engineer']}")
+        expect(other.locator("#user-role")).to_have_text("engineer")
+        other.locator("#tree-alarms").click()
+        expect(seen_high).to_have_attribute("data-state", "acknowledged_active")
+        seen_high.locator("button.shelve").click()
+        shelf = other.locator("#alarm-dialog")
+        expect(other.locator("#alarm-dialog-title")).to_have_text("Shelve an alarm")
+        expect(other.locator("#alarm-comment-need")).to_have_text(
+            "(required: why it may be suppressed)"
+        )
+        other.locator("#alarm-duration").select_option("1800")
+        other.locator("#alarm-submit").click()
+        expect(shelf).to_be_visible()  # no reason given: the form does not go
+        expect(other.locator("#alarm-comment:invalid")).to_have_count(1)
+        other.locator("#alarm-comment").fill("speed trial, watched on site")
+        other.locator("#alarm-submit").click()
+        expect(shelf).to_be_hidden()
+        expect(seen_high).to_have_attribute("data-state", "shelved")
+        expect(seen_high.locator(".note")).to_have_text(re.compile(rf"^until {CLOCK}$"))
+        page.locator("#tree-alarms").click()  # the operator's console follows, live
+        expect(high).to_have_attribute("data-state", "shelved")
+        expect(high.locator(".astate")).to_have_text("shelved")
+        stored = alarm_of(admin, HIGH)
+        assert stored["state"] == "shelved", stored
+        assert stored["shelved_until"] - stored["since"] == 1800 * 10**9, stored
+
+        # Someone else unshelves it while this engineer's dialog is open: the API refuses the
+        # second unshelve, and the console says why in the API's own words.
+        seen_high.locator("button.unshelve").click()
+        expect(other.locator("#alarm-dialog-title")).to_have_text("Unshelve an alarm")
+        r = admin.post("/alarms/unshelve", json={"alarm": HIGH, "comment": "trial over"})
+        assert r.status_code == 200, r.text
+        expect(seen_high).to_have_attribute("data-state", "unacknowledged_active")
+        other.locator("#alarm-submit").click()
+        expect(other.locator("#alarm-dialog-error")).to_have_text(
+            f"Unshelving refused (HTTP 409): cannot unshelve alarm '{HIGH}': "
+            "it is unacknowledged_active"
+        )
+        expect(shelf).to_be_visible()
+        other.screenshot(path=tmp_path / "console-alarms-refused.png")
+        other.locator("#alarm-cancel").click()
+        expect(shelf).to_be_hidden()
+        # Still active when unshelved: annunciated again.
+        expect(other.locator("#alarm-badge")).to_have_text("1")
+        expect(other.locator("#alarm-flood-n")).to_have_text("3")
+
+        assert seen.errors == [], seen.errors
+        # The refused unshelve is Chromium's own log line.
+        unexpected = [e for e in other_seen.errors if "status of 409" not in e]
+        assert unexpected == [], unexpected
+        for s in (seen, other_seen):
+            assert s.foreign(demo.port) == [], s.foreign(demo.port)
+        viewer_context.close()
+        context.close()
+    finally:
+        operator.close()
+        admin.close()
+
+
+def test_console_shows_commands_live_and_the_audit_chain(
+    demo: Server, browser: Browser, tmp_path: Path
+) -> None:
+    url, admin_token = console_url(demo)
+    with api_client(demo, admin_token) as admin:
+        operator_token = new_token(admin, "operator")
+    operator = api_client(demo, operator_token)
+    admin = api_client(demo, admin_token)
+    try:
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        seen = Recorder()
+        seen.attach(page)
+        page.goto(url)
+        expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+
+        # No command yet; an empty audit log is a valid chain.
+        page.locator("#tree-commands").click()
+        expect(page.locator("#scope")).to_have_text("Commands")
+        expect(page.locator("#commands-empty")).to_have_text("No command has been sent yet.")
+        chain = page.locator("#audit-chain")
+        expect(chain).to_have_attribute("data-state", "ok")
+        expect(chain.locator(".label")).to_have_text("chain ok")
+        expect(audit_fact(page, "entries verified")).to_have_text("0")
+        expect(audit_fact(page, "head")).to_have_text("empty log")
+        lists_before = requests_to(seen, "/api/v1/commands")
+
+        # An operator trims stand F1's speed through the API: the row appears, confirmed.
+        wait_connected(admin, "opcua")
+        r = command(operator, "f1.speed_trim", 1.5, "trim-up")
+        assert r.status_code == 200, r.text
+        trim = r.json()
+        assert trim["state"] == "confirmed"
+        row = command_row(page, trim["id"])
+        expect(row).to_have_attribute("data-state", "confirmed")
+        expect(row.locator(".cstate")).to_have_text("confirmed")
+        expect(row.locator(".reason")).to_have_text("")
+        expect(row.locator('[data-col="user"] .name')).to_have_text("console-operator")
+        expect(row.locator('[data-col="user"] .tag')).to_have_text("operator")
+        expect(row.locator('[data-col="target"] .mono')).to_have_text("f1.speed_trim")
+        expect(row.locator('[data-col="value"]')).to_have_text("1.5 %")
+        expect(row.locator('[data-col="latency"]')).to_have_text(re.compile(r"^\d+(\.\d)? ms$"))
+        expect(row.locator('[data-col="time"]')).to_have_text(re.compile(r"^(<1|\d+) s ago$"))
+        expect(row.locator('[data-col="state"]')).to_have_attribute(
+            "title", f"device: {trim['result']}"
+        )
+        # Live from the WebSocket: the console did not ask for the list again.
+        assert requests_to(seen, "/api/v1/commands") == lists_before, seen.urls
+
+        # The audit panel re-verified the chain after the command: accepted + confirmed.
+        expect(audit_fact(page, "entries verified")).to_have_text("2")
+        expect(audit_fact(page, "head")).to_have_text("#2")
+        head = admin.get("/audit/head").json()
+        expect(audit_fact(page, "head hash")).to_have_text(head["hash"])
+        expect(chain.locator(".label")).to_have_text("chain ok")
+        expect(page.locator("#audit-bad")).to_be_hidden()
+
+        # A value out of range is rejected, with the reason, above the older command.
+        r = command(operator, "f1.speed_trim", 9, "trim-too-far")
+        assert r.status_code == 422, r.text
+        bad = r.json()
+        assert bad["reason_code"] == "out_of_range"
+        refused = command_row(page, bad["command"]["id"])
+        expect(refused.locator(".cstate")).to_have_text("rejected (out of range)")
+        expect(refused.locator(".reason")).to_have_text(bad["detail"])
+        expect(refused.locator('[data-col="value"]')).to_have_text("9 %")
+        assert page.locator("#commands-body tr").evaluate_all(
+            "rs => rs.map(r => r.dataset.command)"
+        ) == [bad["command"]["id"], trim["id"]]
+        expect(page.locator("#scope-count")).to_have_text("2 recent commands · 1 not confirmed")
+        entries = admin.get("/audit/verify").json()["entries"]
+        assert entries > 2
+        expect(audit_fact(page, "entries verified")).to_have_text(str(entries))
+        page.screenshot(path=tmp_path / "console-commands.png")
+
+        # Someone with access to the file rewrites history: the next verification names the
+        # first entry that no longer matches its hash.
+        db = sqlite3.connect(demo.cwd / "factory5g-demo" / "data" / "control.sqlite", timeout=30)
+        try:
+            with db:
+                db.execute("DROP TRIGGER audit_no_update")
+                db.execute("UPDATE audit SET payload = '5' WHERE seq = 1")
+        finally:
+            db.close()
+        page.locator("#audit-verify").click()
+        expect(chain).to_have_attribute("data-state", "broken")
+        expect(chain.locator(".label")).to_have_text("chain broken")
+        expect(page.locator("#audit-bad")).to_have_text(
+            "First bad entry: #1 — content does not match its hash. Nothing from it on can be "
+            "trusted."
+        )
+        page.screenshot(path=tmp_path / "console-audit-broken.png")
+
+        assert seen.errors == [], seen.errors
+        assert seen.foreign(demo.port) == [], seen.foreign(demo.port)
+        context.close()
+    finally:
+        operator.close()
+        admin.close()

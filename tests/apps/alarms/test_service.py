@@ -113,3 +113,40 @@ async def test_acknowledging_several_is_all_or_nothing(tmp_path: Path) -> None:
         with pytest.raises(AlarmStateError):
             svc.acknowledge(["m.temp/high", "m.flow/low"], "olga")
         assert svc.get("m.temp/high").state is AlarmState.UNACK_ACTIVE
+
+
+async def test_raised_at_stays_when_acknowledged_and_survives_a_restart(tmp_path: Path) -> None:
+    site = alarm_site(RULES)
+    t0 = now_ns()
+    async with MemoryBus() as bus, AlarmService(site, bus, data_dir=tmp_path) as svc:
+        svc.evaluate(Batch.of(0, t0, 150.0))
+        hot = svc.get("m.temp/high")
+        assert hot.raised_at == hot.since == t0
+        svc.acknowledge(["m.temp/high"], "olga")
+        assert hot.since > t0  # the last change moved...
+        assert hot.raised_at == t0  # ...when it was raised did not
+        d = hot.to_dict()
+        assert (d["raised_at"], d["limit"], d["deadband"], d["after_s"]) == (t0, 100, 0.0, None)
+        assert svc.get("m.flow/low").to_dict()["raised_at"] is None  # never raised
+    async with MemoryBus() as bus, AlarmService(site, bus, data_dir=tmp_path) as svc:
+        assert svc.get("m.temp/high").raised_at == t0
+
+
+async def test_a_history_file_without_raised_at_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    site = alarm_site(RULES)
+    async with MemoryBus() as bus, AlarmService(site, bus, data_dir=tmp_path) as svc:
+        svc.evaluate(Batch.of(0, now_ns(), 150.0))
+        path = svc.history.path
+    db = sqlite3.connect(path)  # as the version before raised_at wrote it
+    db.execute("ALTER TABLE alarm_state DROP COLUMN raised_at")
+    db.commit()
+    db.close()
+    async with MemoryBus() as bus, AlarmService(site, bus, data_dir=tmp_path) as svc:
+        hot = svc.get("m.temp/high")
+        assert (hot.state, hot.raised_at) == (AlarmState.UNACK_ACTIVE, None)  # not known then
+        svc.evaluate(Batch.of(0, now_ns(), 10.0))
+        t1 = now_ns()
+        svc.evaluate(Batch.of(0, t1, 150.0))
+        assert hot.raised_at == t1

@@ -44,11 +44,14 @@ CREATE TABLE IF NOT EXISTS alarm_state (
     value REAL,
     shelved_until INTEGER,
     acked_by TEXT,
-    ack_comment TEXT
+    ack_comment TEXT,
+    raised_at INTEGER
 );
 """
 
-StoredState = tuple[AlarmState, bool, int, float | None, int | None, str | None, str | None]
+StoredState = tuple[
+    AlarmState, bool, int, float | None, int | None, str | None, str | None, int | None
+]
 
 
 class AlarmHistory:
@@ -65,6 +68,9 @@ class AlarmHistory:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(alarm_state)")}
+            if "raised_at" not in columns:  # a file of a version before raised_at
+                db.execute("ALTER TABLE alarm_state ADD COLUMN raised_at INTEGER")
         except BaseException:
             db.close()
             raise
@@ -116,10 +122,12 @@ class AlarmHistory:
             )
             db.executemany(
                 "INSERT INTO alarm_state (alarm, state, active, since, value, shelved_until, "
-                "acked_by, ack_comment) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (alarm) DO UPDATE "
+                "acked_by, ack_comment, raised_at) VALUES (?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (alarm) DO UPDATE "
                 "SET state=excluded.state, active=excluded.active, since=excluded.since, "
                 "value=excluded.value, shelved_until=excluded.shelved_until, "
-                "acked_by=excluded.acked_by, ack_comment=excluded.ack_comment",
+                "acked_by=excluded.acked_by, ack_comment=excluded.ack_comment, "
+                "raised_at=excluded.raised_at",
                 states,
             )
         except BaseException:
@@ -129,16 +137,16 @@ class AlarmHistory:
 
     def states(self) -> dict[str, StoredState]:
         rows = self.db.execute(
-            "SELECT alarm, state, active, since, value, shelved_until, acked_by, ack_comment "
-            "FROM alarm_state"
+            "SELECT alarm, state, active, since, value, shelved_until, acked_by, ack_comment, "
+            "raised_at FROM alarm_state"
         ).fetchall()
         out: dict[str, StoredState] = {}
-        for alarm, state, active, since, value, until, by, comment in rows:
+        for alarm, state, active, since, value, until, by, comment, raised in rows:
             try:
                 st = AlarmState(state)
             except ValueError:
                 continue  # written by a newer version: start that alarm afresh
-            out[alarm] = (st, bool(active), since, value, until, by, comment)
+            out[alarm] = (st, bool(active), since, value, until, by, comment, raised)
         return out
 
     def events(
@@ -189,7 +197,7 @@ class AlarmHistory:
         return out
 
 
-StoredRow = tuple[str, str, int, int, float | None, int | None, str | None, str | None]
+StoredRow = tuple[str, str, int, int, float | None, int | None, str | None, str | None, int | None]
 
 
 def _real(v: float | None) -> float | None:

@@ -100,6 +100,7 @@ class Alarm:
     state: AlarmState = S.NORMAL
     active: bool = False
     since: int = 0  # time of the last change
+    raised_at: int | None = None  # time the condition last turned on
     value: float | None = None  # at the last activation or clearing
     shelved_until: int | None = None
     acked_by: str | None = None
@@ -157,6 +158,8 @@ class Alarm:
             self.active = active
         elif active:
             self.acked_by = self.ack_comment = None
+        if active:
+            self.raised_at = ts
         return change
 
     # -- operators ----------------------------------------------------------------------------
@@ -191,10 +194,16 @@ class Alarm:
             "priority": r.priority.value,
             "message": r.message,
             "limit": r.limit,
+            "deadband": r.deadband,
+            "on_delay_s": r.on_delay_s,
+            "off_delay_s": r.off_delay_s,
+            "abnormal_state": r.state,  # kind=state: the value that is abnormal
+            "after_s": r.after_s,  # kind=stale: seconds without an update
             "unit": self.info.unit,
             "state": self.state.value,
             "active": self.active,
             "since": self.since,
+            "raised_at": self.raised_at,
             "value": self.value,
             "shelved_until": self.shelved_until,
             "acknowledged_by": self.acked_by,

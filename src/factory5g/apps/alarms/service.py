@@ -116,12 +116,14 @@ class AlarmService:
             until,
             by,
             comment,
+            raised,
         ) in self.history.states().items():
             alarm = self.by_id.get(alarm_id)
             if alarm is None:
                 continue  # the rule left the site file
             alarm.state, alarm.active, alarm.since, alarm.value = state, active, since, value
             alarm.shelved_until, alarm.acked_by, alarm.ack_comment = until, by, comment
+            alarm.raised_at = raised
             if active:
                 self.engine.restore(alarm.info.index, True, since)
 
@@ -198,6 +200,7 @@ class AlarmService:
             a.shelved_until,
             a.acked_by,
             a.ack_comment,
+            a.raised_at,
         )
 
     def _event(self, c: AlarmChange) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-// factory5g console: the site's equipment with live values, sparklines and a history chart.
+// factory5g console: the site's equipment with live values, sparklines and a history chart;
+// the alarm summary (ISA-18.2) and the command log with its audit chain.
 //
 // Plain ES module, no framework and no build step. Nothing is loaded from anywhere but this
 // server: plants run air-gapped. Every string that comes from the API reaches the page through
@@ -15,6 +16,11 @@ const OFFLINE_AFTER_ATTEMPTS = 5;
 const CONNECT_EVERY_MS = 3_000; // an adapter's counters while its view is open
 const CONNECT_IDLE_MS = 15_000; // otherwise: only its tree entry's count and state
 const RATE_MIN_SPAN_MS = 2_000; // a rate over a shorter span would only be noise
+const ALARMS_EVERY_MS = 30_000; // a full resync: the flood window slides, an event may be lost
+const AUDIT_SETTLE_MS = 800; // re-verify the chain once a burst of command events is over
+const COMMANDS_KEPT = 200;
+const ROLES = ["viewer", "operator", "engineer", "admin"]; // model/site.py Role, lowest first
+const PRIORITIES = ["low", "medium", "high", "critical"]; // model/site.py Priority, lowest first
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 // OPC DA quality byte, as on the wire (stream/batch.py Quality): only the top two bits decide.
@@ -27,10 +33,12 @@ class AuthError extends Error {}
 
 const state = {
   token: null,
+  role: null, // of the signed-in token (/me): which actions the console offers
   generation: 0, // bumped by stop(): callbacks of an older session see it and do nothing
   site: null,
   tz: undefined,
   signals: new Map(), // id → Sig
+  paths: new Map(), // path → Sig
   equipment: [], // {eq, area, line, sigs}
   cards: new Map(), // equipment id → card element (built once, shown when in scope)
   visible: new Set(), // Sig shown in a card right now
@@ -44,6 +52,8 @@ const state = {
   // adapter key → {data, at, rates: Map row → {count, at, rate}, error, seq, ages}; seq is
   // bumped by every poll: an older answer still in flight is dropped.
   connect: new Map(),
+  alarms: alarmsView(),
+  commands: commandsView(),
 };
 
 // ------------------------------------------------------------------------------ formatting
@@ -158,13 +168,21 @@ function notice(text) {
 
 // ------------------------------------------------------------------------------ API
 
-async function api(path, params) {
+/** GET `path`, or POST `send` as JSON. A refusal throws with the problem's `detail` (RFC 9457)
+ *  as its message, its status and the whole problem document. */
+async function api(path, params, send) {
   const url = new URL(`api/v1/${path}`, document.baseURI);
   for (const [k, v] of Object.entries(params ?? {})) url.searchParams.set(k, v);
-  const r = await fetch(url, {
+  const init = {
     headers: { Authorization: `Bearer ${state.token}`, Accept: "application/json" },
     cache: "no-store",
-  });
+  };
+  if (send !== undefined) {
+    init.method = "POST";
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(send);
+  }
+  const r = await fetch(url, init);
   let body = null;
   try {
     body = await r.json();
@@ -175,6 +193,7 @@ async function api(path, params) {
   if (!r.ok) {
     const e = new Error(body?.detail ?? `${r.status} ${r.statusText}`);
     e.status = r.status;
+    e.problem = body;
     throw e;
   }
   return body;
@@ -244,6 +263,7 @@ function stop() {
   if (ws) ws.close(1000, "console closed");
   closeDetail();
   state.signals.clear();
+  state.paths.clear();
   state.equipment = [];
   state.cards.clear();
   state.visible.clear();
@@ -256,6 +276,8 @@ function stop() {
   for (const id of ["site-name", "site-prefix", "site-clock", "samples"]) $(id).textContent = "—";
   for (const id of ["count-all", "scope-count"]) $(id).textContent = "";
   resetConnectivity();
+  resetOperations();
+  state.role = null;
   $("health").dataset.status = "unknown";
   document.title = "factory5g console";
   document.body.dataset.session = "none";
@@ -300,11 +322,14 @@ async function start(token) {
   $("user-name").textContent = me.name;
   $("user-role").textContent = me.role;
   $("user").hidden = false;
+  state.role = me.role;
   buildSite(site);
   document.body.dataset.session = "open";
   connect(gen);
   pollHealth(gen);
   for (const a of ADAPTERS) pollAdapter(a, gen);
+  pollAlarms(gen);
+  loadCommands(gen);
   tick(gen);
 }
 
@@ -324,6 +349,7 @@ function buildSite(site) {
         const sigs = eq.signals.map((info) => {
           const sig = { info, eq, ts: [], v: [], last: null, seeded: false, els: null };
           state.signals.set(info.id, sig);
+          state.paths.set(info.path, sig);
           return sig;
         });
         state.equipment.push({ eq, area: area.name, line: line.name, sigs });
@@ -390,6 +416,7 @@ function buildTree(site) {
 
 function scopeKey(s) {
   if (s.kind === "connect") return `connect:${s.adapter}`;
+  if (s.kind === "alarms" || s.kind === "commands") return s.kind;
   return s.kind === "all" ? "all" : [s.kind, s.area, s.line ?? s.id ?? ""].join("\u001f");
 }
 
@@ -406,22 +433,29 @@ function inScope(item, s) {
   }
 }
 
+/** The views that replace the cards, by element id. */
+const VIEWS = ["connect", "alarms", "commands"];
+
 function select(scope) {
   state.scope = scope;
   const key = scopeKey(scope);
   for (const b of document.querySelectorAll("nav.tree [data-scope]"))
     b.setAttribute("data-selected", String(b.dataset.scope === key));
-  const connectivity = scope.kind === "connect";
-  $("connect").hidden = !connectivity;
-  $("cards").hidden = connectivity;
-  if (connectivity) {
-    const a = adapterNamed(scope.adapter);
+  const view = VIEWS.includes(scope.kind) ? scope.kind : "cards";
+  for (const v of VIEWS) $(v).hidden = v !== view;
+  $("cards").hidden = view !== "cards";
+  if (view !== "cards") {
     closeDetail();
     $("empty").hidden = true;
+    state.visible.clear();
+  }
+  if (view === "alarms") return openAlarms();
+  if (view === "commands") return openCommands();
+  if (view === "connect") {
+    const a = adapterNamed(scope.adapter);
     $("scope").textContent = `Connectivity › ${a.title}`;
     $("scope-count").textContent = "";
     $("connect").dataset.adapter = a.key;
-    state.visible.clear();
     renderAdapter(a);
     pollAdapter(a, state.generation); // now, and every few seconds while the view is open
     return;
@@ -569,7 +603,10 @@ function connect(gen) {
   const ws = new WebSocket(url);
   state.ws = ws;
   let refused = null;
-  ws.addEventListener("open", () => ws.send(JSON.stringify({ subscribe: ["*"] })));
+  ws.addEventListener("open", () => {
+    ws.send(JSON.stringify({ subscribe: ["*"] }));
+    ws.send(JSON.stringify({ subscribe_events: ["alarms", "commands"] }));
+  });
   ws.addEventListener("message", (ev) => {
     if (state.ws !== ws) return;
     let m;
@@ -579,7 +616,14 @@ function connect(gen) {
       return;
     }
     if (m.type === "samples") onSamples(m);
-    else if (m.type === "subscribed") {
+    else if (m.type === "alarm") onAlarmEvent(m);
+    else if (m.type === "command") onCommandEvent(m);
+    else if (m.type === "events") {
+      // Events flow from now on: what happened before (or while reconnecting) comes from the
+      // API once more, so that nothing falls between the two.
+      loadAlarms(gen);
+      loadCommands(gen);
+    } else if (m.type === "subscribed") {
       state.attempts = 0;
       setConn("live");
     } else if (m.type === "error") {
@@ -1707,6 +1751,855 @@ function renderAges(v, now) {
   }
 }
 
+// ------------------------------------------------------------------------------ alarms
+//
+// The alarm summary of ISA-18.2 §11: every alarm with its priority and state, highest priority
+// first and newest first within a priority. Loaded from the API, then kept live by the alarm
+// events of the WebSocket (with a full resync now and then: an event may be lost in a
+// reconnect). Operators acknowledge, engineers shelve: through the API, whose answer — or
+// refusal, word for word — the view shows. The badge in the nav counts the unacknowledged
+// active alarms, in the colour of the highest priority among them.
+
+const STATE_WORDS = {
+  unacknowledged_active: "unacknowledged active",
+  acknowledged_active: "acknowledged active",
+  unacknowledged_returned: "unacknowledged returned",
+  normal: "normal",
+  shelved: "shelved",
+};
+const UNACKED = new Set(["unacknowledged_active", "unacknowledged_returned"]);
+const ACTIONS = {
+  acknowledge: { role: "operator", doing: "Acknowledging", done: "Acknowledged" },
+  shelve: { role: "engineer", doing: "Shelving", done: "Shelved" },
+  unshelve: { role: "engineer", doing: "Unshelving", done: "Unshelved" },
+};
+const ACTION_TITLES = {
+  acknowledge: "Acknowledge this alarm, with an optional comment",
+  shelve: "Shelve: keep this alarm out of the summary for a time, with a reason",
+  unshelve: "Unshelve: end the shelving now",
+};
+const rankOf = (list, x) => list.indexOf(x);
+const may = (role) => rankOf(ROLES, state.role) >= rankOf(ROLES, role);
+const roleNeeded = (action) =>
+  `${ACTIONS[action].doing} alarms needs the ${ACTIONS[action].role} role or higher ` +
+  `(this token is ${state.role})`;
+const plainNumber = new Intl.NumberFormat(undefined, { maximumFractionDigits: 3 });
+
+/** What the console knows of the alarms. Literals only: it is called before the constants. */
+function alarmsView() {
+  return {
+    byId: new Map(), // id → the API's alarm (as GET /alarms gives it), the newest seen
+    rows: new Map(), // id → its table row and cells, built once
+    shown: [], // ids in the table, in order
+    flood: null, // GET /alarms/flood
+    floodTimer: null,
+    error: null, // of the last load; the list stays, marked stale
+    loaded: false,
+    loading: false,
+    seq: 0, // bumped by every load: an older answer still in flight is dropped
+    current: true, // only alarms not in the normal state
+    priority: "low", // this priority or higher
+    selected: new Set(),
+    dialog: null, // {kind, ids} while the dialog is open
+    pending: false, // a render is scheduled
+  };
+}
+
+/** What the console knows of the commands and the audit chain. */
+function commandsView() {
+  return {
+    byId: new Map(), // id → the API's command, at its latest state
+    rows: new Map(),
+    error: null,
+    loaded: false,
+    seq: 0,
+    audit: null, // {verify, head, at}
+    auditError: null,
+    auditSeq: 0,
+    auditTimer: null,
+    pending: false,
+  };
+}
+
+function resetOperations() {
+  const dialog = $("alarm-dialog");
+  if (dialog.open) dialog.close();
+  state.alarms = alarmsView();
+  state.commands = commandsView();
+  for (const id of ["alarms-body", "commands-body", "audit-facts"]) $(id).replaceChildren();
+  for (const id of ["alarms", "commands", "alarms-error", "commands-error", "audit-bad"])
+    $(id).hidden = true;
+  $("alarms-announce").textContent = "";
+  renderAlarmBadge();
+}
+
+/** Read out to screen readers (the live region under the alarm list). */
+function announce(text) {
+  $("alarms-announce").textContent = text;
+}
+
+function pollAlarms(gen, first = true) {
+  if (gen !== state.generation) return;
+  // A resync in flight is not cut short.
+  if (first || !state.alarms.loading) loadAlarms(gen);
+  later(() => pollAlarms(gen, false), ALARMS_EVERY_MS);
+}
+
+/** Every alarm and the flood metric. */
+async function loadAlarms(gen) {
+  const v = state.alarms;
+  const seq = ++v.seq;
+  const current = () => gen === state.generation && state.alarms === v && v.seq === seq;
+  v.loading = true;
+  let list;
+  try {
+    list = await api("alarms");
+  } catch (e) {
+    if (!current()) return;
+    v.loading = false;
+    if (e instanceof AuthError) return signOut(e.message);
+    v.error = e.message;
+    scheduleAlarms();
+    return;
+  }
+  if (!current()) return;
+  v.loading = false;
+  for (const a of list.alarms) keepAlarm(a);
+  v.flood = list.flood;
+  v.error = null;
+  v.loaded = true;
+  scheduleAlarms();
+}
+
+/** Keeps `a` unless the console holds a newer state of it (an event overtook an answer). */
+function keepAlarm(a) {
+  const v = state.alarms;
+  const had = v.byId.get(a.id);
+  if (had && had.since > a.since) return false;
+  v.byId.set(a.id, a);
+  if (!UNACKED.has(a.state)) v.selected.delete(a.id);
+  return true;
+}
+
+function onAlarmEvent(m) {
+  if (!keepAlarm(m)) return;
+  if (m.state === "unacknowledged_active" && m.before !== "unacknowledged_active") {
+    announce(`New ${m.priority} priority alarm: ${m.message || m.id} (${m.signal})`);
+    refreshFlood();
+  }
+  scheduleAlarms();
+}
+
+/** The flood figure after an annunciation; one request for a burst of them. */
+function refreshFlood() {
+  const v = state.alarms;
+  if (v.floodTimer) return;
+  const gen = state.generation;
+  v.floodTimer = later(async () => {
+    v.floodTimer = null;
+    try {
+      const flood = await api("alarms/flood");
+      if (gen !== state.generation || state.alarms !== v) return;
+      v.flood = flood;
+    } catch (e) {
+      if (gen !== state.generation || state.alarms !== v) return;
+      if (e instanceof AuthError) return signOut(e.message);
+      v.error = `the alarm-flood figure: ${e.message}`;
+    }
+    scheduleAlarms();
+  }, 500);
+}
+
+/** Many events may arrive at once (a flood): one render for all of them. */
+function scheduleAlarms() {
+  const v = state.alarms;
+  if (v.pending) return;
+  v.pending = true;
+  later(() => {
+    v.pending = false;
+    if (state.alarms === v) renderAlarms();
+  }, 0);
+}
+
+function topPriority(alarms) {
+  let top = null;
+  for (const a of alarms) {
+    if (rankOf(PRIORITIES, a.priority) > rankOf(PRIORITIES, top)) top = a.priority;
+  }
+  return top;
+}
+
+function renderAlarmBadge() {
+  const v = state.alarms;
+  const b = $("alarm-badge");
+  const unacked = [...v.byId.values()].filter((a) => a.state === "unacknowledged_active");
+  let label = "";
+  if (v.error && !v.loaded) {
+    b.textContent = "?";
+    b.dataset.priority = "unknown";
+    label = `the alarms cannot be loaded (${v.error})`;
+  } else if (unacked.length) {
+    const top = topPriority(unacked);
+    b.textContent = String(unacked.length);
+    b.dataset.priority = top;
+    label =
+      `${plural(unacked.length, ["unacknowledged active alarm", "unacknowledged active alarms"])}` +
+      `, highest priority ${top}`;
+  } else {
+    b.textContent = "";
+    b.dataset.priority = "none";
+  }
+  if (label && v.error && v.loaded) label += ` (cannot refresh: ${v.error})`;
+  b.hidden = !label;
+  b.title = label;
+  $("tree-alarms").setAttribute("aria-label", label ? `Alarms: ${label}` : "Alarms");
+}
+
+function openAlarms() {
+  $("scope").textContent = "Alarms";
+  renderAlarms();
+  if (!state.alarms.loaded) loadAlarms(state.generation);
+}
+
+function byPriorityThenTime(x, y) {
+  const t = (a) => alarmTime(a)?.ms ?? 0;
+  return (
+    rankOf(PRIORITIES, y.priority) - rankOf(PRIORITIES, x.priority) ||
+    t(y) - t(x) ||
+    x.id.localeCompare(y.id)
+  );
+}
+
+/** When the alarm was last raised (ms), or, for one raised before factory5g kept that (an older
+ *  alarm state file), its last change. */
+function alarmTime(a) {
+  if (a.raised_at) return { ms: a.raised_at / 1e6, what: "raised" };
+  return a.since ? { ms: a.since / 1e6, what: "last change" } : null;
+}
+
+function renderAlarms() {
+  renderAlarmBadge();
+  if (state.scope.kind !== "alarms") return;
+  const v = state.alarms;
+  $("alarms-current").setAttribute("aria-pressed", String(v.current));
+  $("alarms-everything").setAttribute("aria-pressed", String(!v.current));
+  $("alarms-priority").value = v.priority;
+  renderFlood();
+
+  const err = $("alarms-error");
+  err.textContent = v.error
+    ? v.loaded
+      ? `Cannot refresh the alarms (${v.error}) — the list below may be out of date`
+      : `Cannot load the alarms (${v.error})`
+    : "";
+  err.hidden = !v.error;
+  $("alarms").dataset.stale = String(Boolean(v.error && v.loaded));
+
+  const floor = rankOf(PRIORITIES, v.priority);
+  const shown = [...v.byId.values()]
+    .filter((a) => (!v.current || a.state !== "normal") && rankOf(PRIORITIES, a.priority) >= floor)
+    .sort(byPriorityThenTime);
+  v.shown = shown.map((a) => a.id);
+  for (const id of v.selected) if (!v.shown.includes(id)) v.selected.delete(id);
+  const rows = shown.map((a) => {
+    const r = alarmRow(a.id);
+    fillAlarmRow(r, a);
+    return r.tr;
+  });
+  // Rows move only when the order changed: moving one takes the keyboard focus off it.
+  const body = $("alarms-body");
+  const before = [...body.children];
+  if (before.length !== rows.length || rows.some((tr, i) => before[i] !== tr))
+    body.replaceChildren(...rows);
+  $("alarms-table").hidden = rows.length === 0;
+  const empty = $("alarms-empty");
+  const floorText = floor > 0 ? ` of ${v.priority} priority or higher` : "";
+  empty.textContent = !v.loaded
+    ? v.error
+      ? ""
+      : "Loading the alarms…"
+    : v.current
+      ? `No alarm${floorText} is active, unacknowledged or shelved.`
+      : `No alarm${floorText} in this site.`;
+  empty.hidden = rows.length > 0 || !empty.textContent;
+
+  const all = [...v.byId.values()];
+  const count = (f) => all.filter(f).length;
+  $("scope-count").textContent = v.loaded
+    ? [
+        `${int(count((a) => a.active))} active`,
+        `${int(count((a) => UNACKED.has(a.state)))} unacknowledged`,
+        `${int(count((a) => a.state === "shelved"))} shelved`,
+      ].join(" · ")
+    : "";
+  renderAlarmSelection();
+  renderAlarmTimes(Date.now());
+}
+
+function renderFlood() {
+  const f = state.alarms.flood;
+  const chip = $("alarm-flood");
+  chip.dataset.flood = f ? String(f.flood) : "unknown";
+  $("alarm-flood-n").textContent = f ? int(f.alarms_per_10min) : "—";
+  $("alarm-flood-word").textContent = f?.flood ? "alarm flood" : "";
+  chip.title = f
+    ? `Alarms annunciated in the last 10 minutes. ISA-18.2 guidance: fewer than ` +
+      `${f.threshold} per operator; ${f.threshold} or more is an alarm flood.`
+    : "";
+}
+
+function renderAlarmSelection() {
+  const v = state.alarms;
+  const allowed = may("operator");
+  const pickable = v.shown.filter((id) => UNACKED.has(v.byId.get(id)?.state));
+  const n = v.selected.size;
+  const all = $("alarms-select");
+  all.disabled = !allowed || pickable.length === 0;
+  all.checked = n > 0 && n === pickable.length;
+  all.indeterminate = n > 0 && n < pickable.length;
+  all.title = allowed ? "" : roleNeeded("acknowledge");
+  const ack = $("alarms-ack");
+  ack.textContent = n ? `Acknowledge selected (${n})…` : "Acknowledge selected…";
+  ack.disabled = !allowed || n === 0;
+  ack.title = !allowed
+    ? roleNeeded("acknowledge")
+    : n
+      ? `Acknowledge ${plural(n, ["alarm", "alarms"])}, with an optional comment`
+      : "Select unacknowledged alarms first";
+  $("alarms-hint").textContent = allowed ? "" : "Read only: acknowledging needs an operator.";
+  for (const [id, r] of v.rows) r.pick.checked = v.selected.has(id);
+}
+
+/** A row of the alarm table, built once per alarm and updated in place. */
+function alarmRow(id) {
+  const v = state.alarms;
+  let r = v.rows.get(id);
+  if (r) return r;
+  const pick = el("input", { type: "checkbox", class: "pick", "aria-label": `select ${id}` });
+  pick.addEventListener("change", () => {
+    if (pick.checked) v.selected.add(id);
+    else v.selected.delete(id);
+    renderAlarmSelection();
+  });
+  const button = (action, text) => {
+    const b = el("button", { type: "button", class: `act ${action}`, text });
+    b.addEventListener("click", () => openAlarmDialog(action, [id]));
+    return b;
+  };
+  r = {
+    pick,
+    priority: el("span", { class: "prio" }),
+    state: el("span", { class: "astate" }),
+    note: el("span", { class: "note muted" }),
+    eq: el("span", { class: "eq" }),
+    path: el("span", { class: "path mono" }),
+    message: el("span", { class: "msg" }),
+    limit: el("span", { class: "limit muted" }),
+    value: el("span", { class: "value" }),
+    now: el("span", { class: "now muted" }),
+    age: el("td", { class: "n age", "data-col": "raised" }),
+    ack: button("acknowledge", "Acknowledge…"),
+    shelve: button("shelve", "Shelve…"),
+    unshelve: button("unshelve", "Unshelve…"),
+  };
+  const cell = (col, cls, ...kids) => el("td", { "data-col": col, class: cls }, ...kids);
+  r.tr = el(
+    "tr",
+    { "data-alarm": id },
+    cell("select", "sel", pick),
+    cell("priority", "", r.priority),
+    cell("state", "", r.state, r.note),
+    cell("where", "two", r.eq, r.path),
+    cell("message", "two wide", r.message, r.limit),
+    cell("value", "n two", r.value, r.now),
+    r.age,
+    cell("actions", "actions", r.ack, r.shelve, r.unshelve),
+  );
+  v.rows.set(id, r);
+  return r;
+}
+
+function fillAlarmRow(r, a) {
+  const v = state.alarms;
+  Object.assign(r.tr.dataset, { state: a.state, priority: a.priority, active: String(a.active) });
+  r.priority.textContent = a.priority;
+  r.priority.dataset.priority = a.priority;
+  r.priority.title = `${a.priority} priority`;
+  r.state.textContent = STATE_WORDS[a.state] ?? a.state;
+  r.state.dataset.state = a.state;
+  const [note, noteTitle] = stateNote(a);
+  r.note.textContent = note;
+  r.note.title = noteTitle;
+  r.eq.textContent = state.paths.get(a.signal)?.eq.name ?? a.equipment;
+  r.path.textContent = a.signal;
+  r.message.textContent = a.message || `${a.kind.replaceAll("_", " ")} alarm`;
+  r.limit.textContent = limitText(a);
+  r.value.textContent = alarmValue(a, a.value);
+  r.value.title = "the value when the alarm last turned on or off";
+
+  const ackable = UNACKED.has(a.state);
+  const operator = may("operator");
+  r.pick.disabled = !ackable || !operator;
+  r.pick.checked = ackable && v.selected.has(a.id);
+  r.pick.title = !operator
+    ? roleNeeded("acknowledge")
+    : ackable
+      ? "select to acknowledge"
+      : "nothing to acknowledge";
+  roleButton(r.ack, "acknowledge", ackable);
+  roleButton(r.shelve, "shelve", a.state !== "shelved");
+  roleButton(r.unshelve, "unshelve", a.state === "shelved");
+}
+
+/** Shown where the action applies; disabled, saying which role it needs, for a smaller role. */
+function roleButton(b, action, applies) {
+  const allowed = may(ACTIONS[action].role);
+  b.hidden = !applies;
+  b.disabled = !allowed;
+  b.title = allowed ? ACTION_TITLES[action] : roleNeeded(action);
+}
+
+function stateNote(a) {
+  if (a.state === "shelved" && a.shelved_until) {
+    const until = a.shelved_until / 1e6;
+    return [`until ${state.clock.format(until)}`, `shelved until ${formatFullTime(until)}`];
+  }
+  if (a.state === "acknowledged_active" && a.acknowledged_by)
+    return [`by ${a.acknowledged_by}`, a.ack_comment ? `“${a.ack_comment}”` : "no comment"];
+  return ["", ""];
+}
+
+function limitText(a) {
+  const unit = a.unit ? ` ${a.unit}` : "";
+  const limit = a.limit === null ? "" : plainNumber.format(a.limit);
+  switch (a.kind) {
+    case "high":
+      return `high limit ${limit}${unit}`;
+    case "low":
+      return `low limit ${limit}${unit}`;
+    case "rate":
+      return `rate of change above ${limit}${unit}/s`;
+    case "state":
+      return "abnormal state";
+    case "stale":
+      return "no update in time";
+    case "bad_quality":
+      return "bad quality";
+    default:
+      return a.kind;
+  }
+}
+
+function alarmValue(a, value) {
+  if (value === null || value === undefined) return "—";
+  const sig = state.paths.get(a.signal);
+  const text = sig ? formatValue(sig, value) : plainNumber.format(value);
+  return a.unit && sig?.info.type !== "bool" ? `${text} ${a.unit}` : text;
+}
+
+/** Every second: how long ago each alarm was raised, and its signal's live value. */
+function renderAlarmTimes(now) {
+  const v = state.alarms;
+  for (const id of v.shown) {
+    const a = v.byId.get(id);
+    const r = v.rows.get(id);
+    if (!a || !r) continue;
+    const t = alarmTime(a);
+    r.age.textContent = t ? `${formatAge(Math.max(0, now - t.ms))} ago` : "—";
+    r.age.title = t ? `${t.what} ${formatFullTime(t.ms)}` : "never raised";
+    const last = state.paths.get(a.signal)?.last;
+    r.now.textContent = last ? `now ${alarmValue(a, last.value)}` : "";
+  }
+}
+
+// The acknowledge / shelve / unshelve dialog.
+
+function openAlarmDialog(kind, ids) {
+  const v = state.alarms;
+  if (!ids.length || !may(ACTIONS[kind].role)) return;
+  v.dialog = { kind, ids };
+  const title = {
+    acknowledge: `Acknowledge ${plural(ids.length, ["alarm", "alarms"])}`,
+    shelve: "Shelve an alarm",
+    unshelve: "Unshelve an alarm",
+  }[kind];
+  $("alarm-dialog-title").textContent = title;
+  $("alarm-dialog-list").replaceChildren(
+    ...ids.map((id) => {
+      const a = v.byId.get(id);
+      const prio = a?.priority ?? "none";
+      return el(
+        "li",
+        {},
+        el("span", { class: "prio", "data-priority": prio, text: a?.priority ?? "?" }),
+        el("span", { class: "mono", text: id }),
+        el("span", { class: "muted", text: a?.message ?? "" }),
+      );
+    }),
+  );
+  $("alarm-duration-field").hidden = kind !== "shelve";
+  const comment = $("alarm-comment");
+  comment.value = "";
+  comment.required = kind === "shelve"; // ISA-18.2 §11.6: shelving is recorded with its reason
+  $("alarm-comment-need").textContent =
+    kind === "shelve" ? "(required: why it may be suppressed)" : "(optional)";
+  $("alarm-submit").textContent = kind[0].toUpperCase() + kind.slice(1);
+  $("alarm-submit").disabled = false;
+  dialogError(null);
+  $("alarm-dialog").showModal();
+  comment.focus();
+}
+
+function dialogError(text) {
+  const e = $("alarm-dialog-error");
+  e.textContent = text ?? "";
+  e.hidden = !text;
+}
+
+async function submitAlarmDialog(ev) {
+  ev.preventDefault();
+  const v = state.alarms;
+  const d = v.dialog;
+  if (!d) return;
+  const gen = state.generation;
+  const comment = $("alarm-comment").value.trim();
+  const duration_s = Number($("alarm-duration").value);
+  const [path, send] =
+    d.kind === "acknowledge"
+      ? ["alarms/acknowledge", { alarms: d.ids, comment }]
+      : d.kind === "shelve"
+        ? ["alarms/shelve", { alarm: d.ids[0], duration_s, comment }]
+        : ["alarms/unshelve", { alarm: d.ids[0], comment }];
+  const submit = $("alarm-submit");
+  submit.disabled = true; // one request per click: a double click must not send two
+  dialogError(null);
+  let answer;
+  try {
+    answer = await api(path, undefined, send);
+  } catch (e) {
+    if (gen !== state.generation) return;
+    if (e instanceof AuthError) return signOut(e.message);
+    const status = e.status ? ` (HTTP ${e.status})` : "";
+    const why = `${ACTIONS[d.kind].doing} refused${status}: ${e.message}`;
+    if (v.dialog !== d) return notice(`${why} — ${d.ids.join(", ")}`); // closed meanwhile
+    submit.disabled = false;
+    dialogError(why);
+    return;
+  }
+  if (gen !== state.generation) return;
+  for (const c of answer.changes ?? [answer]) applyChange(c);
+  for (const id of d.ids) v.selected.delete(id);
+  announce(`${ACTIONS[d.kind].done} ${d.ids.join(", ")}.`);
+  if (v.dialog === d) $("alarm-dialog").close();
+  scheduleAlarms();
+}
+
+/** A change the API answered with: the row shows it at once (its event follows). */
+function applyChange(c) {
+  const a = state.alarms.byId.get(c.alarm);
+  if (!a) return;
+  const next = { ...a, state: c.after, active: c.active, since: c.ts };
+  next.shelved_until = c.shelved_until;
+  if (c.action === "acknowledge") {
+    next.acknowledged_by = c.user;
+    next.ack_comment = c.comment;
+  }
+  keepAlarm(next);
+}
+
+// ------------------------------------------------------------------------------ commands
+//
+// Recent commands (GET /api/v1/commands), kept live by the command events of the WebSocket
+// (accepted → executing → confirmed | rejected | failed | expired), and the state of the audit
+// log's hash chain, verified again after each burst of commands.
+
+const STAGE = { accepted: 0, executing: 1 }; // any other state is an outcome
+const stage = (c) => STAGE[c.state] ?? 2;
+
+async function loadCommands(gen) {
+  const v = state.commands;
+  const seq = ++v.seq;
+  let list;
+  try {
+    list = await api("commands", { limit: 100 });
+  } catch (e) {
+    if (gen !== state.generation || state.commands !== v || v.seq !== seq) return;
+    if (e instanceof AuthError) return signOut(e.message);
+    v.error = e.message;
+    scheduleCommands();
+    return;
+  }
+  if (gen !== state.generation || state.commands !== v || v.seq !== seq) return;
+  for (const c of list) keepCommand(c);
+  v.error = null;
+  v.loaded = true;
+  scheduleCommands();
+}
+
+/** Keeps `c` unless the console holds a later state of that command. */
+function keepCommand(c) {
+  const v = state.commands;
+  const had = v.byId.get(c.id);
+  if (had && stage(had) > stage(c)) return false;
+  v.byId.set(c.id, c);
+  return true;
+}
+
+function onCommandEvent(m) {
+  if (!keepCommand(m)) return;
+  scheduleCommands();
+  // Each state change appends to the audit log.
+  if (state.scope.kind === "commands") scheduleAudit();
+}
+
+function scheduleCommands() {
+  const v = state.commands;
+  if (v.pending) return;
+  v.pending = true;
+  later(() => {
+    v.pending = false;
+    if (state.commands === v) renderCommands();
+  }, 0);
+}
+
+function openCommands() {
+  $("scope").textContent = "Commands";
+  renderCommands();
+  loadCommands(state.generation);
+  loadAudit(state.generation);
+}
+
+function renderCommands() {
+  const v = state.commands;
+  const list = [...v.byId.values()].sort(
+    (x, y) => y.received_ns - x.received_ns || y.id.localeCompare(x.id),
+  );
+  for (const c of list.splice(COMMANDS_KEPT)) {
+    v.byId.delete(c.id);
+    v.rows.delete(c.id);
+  }
+  if (state.scope.kind !== "commands") return;
+  const rows = list.map((c) => {
+    const r = commandRow(c.id);
+    fillCommandRow(r, c);
+    return r.tr;
+  });
+  const body = $("commands-body");
+  const before = [...body.children];
+  if (before.length !== rows.length || rows.some((tr, i) => before[i] !== tr))
+    body.replaceChildren(...rows);
+  $("commands-table").hidden = rows.length === 0;
+  $("commands-empty").hidden = rows.length > 0 || !v.loaded;
+  const err = $("commands-error");
+  const verb = v.loaded ? "refresh" : "load";
+  err.textContent = v.error ? `Cannot ${verb} the commands (${v.error})` : "";
+  err.hidden = !v.error;
+  // A failed command may have reached the device (a timeout): "not confirmed", not "not done".
+  const unconfirmed = list.filter((c) => stage(c) === 2 && c.state !== "confirmed").length;
+  $("scope-count").textContent = v.loaded
+    ? [
+        plural(list.length, ["recent command", "recent commands"]),
+        unconfirmed && `${int(unconfirmed)} not confirmed`,
+      ]
+        .filter(Boolean)
+        .join(" · ")
+    : "";
+  renderCommandAges(Date.now());
+}
+
+function commandRow(id) {
+  const v = state.commands;
+  let r = v.rows.get(id);
+  if (r) return r;
+  r = {
+    age: el("td", { class: "n age", "data-col": "time" }),
+    user: el("span", { class: "name" }),
+    role: el("span", { class: "tag" }),
+    target: el("span", { class: "mono" }),
+    kind: el("span", { class: "tag" }),
+    value: el("td", { class: "n", "data-col": "value" }),
+    state: el("span", { class: "cstate" }),
+    reason: el("span", { class: "reason" }),
+    latency: el("td", { class: "n", "data-col": "latency" }),
+  };
+  r.stateCell = el("td", { class: "wide two", "data-col": "state" }, r.state, r.reason);
+  r.tr = el(
+    "tr",
+    { "data-command": id },
+    r.age,
+    el("td", { "data-col": "user" }, r.user, r.role),
+    el("td", { "data-col": "target" }, r.target, r.kind),
+    r.value,
+    r.stateCell,
+    r.latency,
+  );
+  v.rows.set(id, r);
+  return r;
+}
+
+function fillCommandRow(r, c) {
+  r.tr.dataset.state = c.state;
+  r.tr.title = `command ${c.id} · session ${c.session} #${c.seq} · key ${c.idempotency_key}`;
+  r.user.textContent = c.user;
+  r.role.textContent = c.role;
+  r.target.textContent = c.target;
+  r.kind.textContent = c.kind === "write" ? "" : c.kind.replaceAll("_", " ");
+  r.kind.hidden = c.kind === "write";
+  r.value.textContent = payloadText(c);
+  r.state.textContent = commandStateText(c);
+  r.state.dataset.state = c.state;
+  r.reason.textContent = c.state === "confirmed" ? "" : (c.reason ?? "");
+  r.stateCell.title =
+    c.state === "confirmed" && c.result ? `device: ${c.result}` : (c.reason ?? "");
+  r.latency.textContent = formatMs(c.latency_ms);
+}
+
+const scalarText = (x) =>
+  typeof x === "number" ? plainNumber.format(x) : x === null || x === undefined ? "—" : String(x);
+
+function payloadText(c) {
+  const p = c.payload;
+  if (Array.isArray(p)) return `(${p.map(scalarText).join(", ")})`;
+  const unit = state.paths.get(c.target)?.info.unit;
+  return typeof p === "number" && unit ? `${scalarText(p)} ${unit}` : scalarText(p);
+}
+
+/** confirmed · rejected (interlock) · failed (timeout) · expired; in flight: accepted… */
+function commandStateText(c) {
+  if (c.state === "rejected" || c.state === "failed")
+    return `${c.state} (${(c.reason_code ?? "no reason given").replaceAll("_", " ")})`;
+  return stage(c) < 2 ? `${c.state}…` : c.state;
+}
+
+function renderCommandAges(now) {
+  const v = state.commands;
+  for (const [id, r] of v.rows) {
+    const c = v.byId.get(id);
+    if (!c) continue;
+    const t = c.received_ns / 1e6;
+    r.age.textContent = `${formatAge(Math.max(0, now - t))} ago`;
+    r.age.title = formatFullTime(t);
+  }
+}
+
+// The audit panel.
+
+function scheduleAudit() {
+  const v = state.commands;
+  if (v.auditTimer !== null) {
+    clearTimeout(v.auditTimer);
+    state.timers.delete(v.auditTimer);
+  }
+  const gen = state.generation;
+  v.auditTimer = later(() => {
+    v.auditTimer = null;
+    loadAudit(gen);
+  }, AUDIT_SETTLE_MS);
+}
+
+/** Walks the chain (GET /audit/verify) and reads its head, to record elsewhere. */
+async function loadAudit(gen) {
+  const v = state.commands;
+  const seq = ++v.auditSeq;
+  const current = () => gen === state.generation && state.commands === v && v.auditSeq === seq;
+  let verify, head;
+  try {
+    [verify, head] = await Promise.all([api("audit/verify"), api("audit/head")]);
+  } catch (e) {
+    if (!current()) return;
+    if (e instanceof AuthError) return signOut(e.message);
+    v.auditError = e.message;
+    renderAudit();
+    return;
+  }
+  if (!current()) return;
+  v.audit = { verify, head, at: Date.now() };
+  v.auditError = null;
+  renderAudit();
+}
+
+function renderAudit() {
+  const v = state.commands;
+  const chip = $("audit-chain");
+  const label = chip.querySelector(".label");
+  const bad = $("audit-bad");
+  const facts = $("audit-facts");
+  facts.replaceChildren();
+  const a = v.audit;
+  if (v.auditError || !a) {
+    chip.dataset.state = "unknown";
+    label.textContent = v.auditError ? "not verified" : "verifying…";
+    chip.title = "";
+    bad.textContent = v.auditError ? `Cannot verify the audit log (${v.auditError})` : "";
+    bad.hidden = !v.auditError;
+    return;
+  }
+  const { verify, head } = a;
+  chip.dataset.state = verify.ok ? "ok" : "broken";
+  label.textContent = verify.ok ? "chain ok" : "chain broken";
+  chip.title = verify.ok
+    ? "every entry links to the one before it and matches its hash"
+    : `first bad entry #${verify.first_bad}: ${verify.why}`;
+  const n = verify.entries;
+  const before =
+    n === 0
+      ? "Nothing"
+      : n === 1
+        ? "The entry before it is intact; nothing"
+        : `The ${int(n)} entries before it are intact; nothing`;
+  bad.textContent = verify.ok
+    ? ""
+    : `First bad entry: #${verify.first_bad} — ${verify.why}. ${before} from it on can be ` +
+      "trusted.";
+  bad.hidden = verify.ok;
+  const record =
+    "record it elsewhere (a log server, a printout): removing the newest entries would " +
+    "leave a valid, shorter chain";
+  for (const [k, val, o = {}] of [
+    ["entries verified", int(verify.entries)],
+    ["head", head.seq ? `#${head.seq}` : "empty log", { title: record }],
+    ["head hash", head.hash, { mono: true, title: record }],
+    ["verified at", state.clock.format(a.at)],
+  ]) {
+    const value = el("span", { class: o.mono ? "mono" : "num", text: val });
+    const dd = el("dd", { "data-fact": k }, value);
+    if (o.title) dd.title = o.title;
+    facts.append(el("div", {}, el("dt", { text: k }), dd));
+  }
+}
+
+function wireOperations() {
+  $("tree-alarms").addEventListener("click", () => select({ kind: "alarms" }));
+  $("tree-commands").addEventListener("click", () => select({ kind: "commands" }));
+  const show = (current) => {
+    state.alarms.current = current;
+    renderAlarms();
+  };
+  $("alarms-current").addEventListener("click", () => show(true));
+  $("alarms-everything").addEventListener("click", () => show(false));
+  $("alarms-priority").addEventListener("change", (ev) => {
+    state.alarms.priority = ev.target.value;
+    renderAlarms();
+  });
+  $("alarms-select").addEventListener("change", (ev) => {
+    const v = state.alarms;
+    v.selected.clear();
+    if (ev.target.checked) {
+      for (const id of v.shown) if (UNACKED.has(v.byId.get(id)?.state)) v.selected.add(id);
+    }
+    renderAlarmSelection();
+  });
+  $("alarms-ack").addEventListener("click", () =>
+    openAlarmDialog("acknowledge", [...state.alarms.selected]),
+  );
+  $("alarm-form").addEventListener("submit", submitAlarmDialog);
+  $("alarm-cancel").addEventListener("click", () => $("alarm-dialog").close());
+  $("alarm-dialog").addEventListener("close", () => {
+    state.alarms.dialog = null;
+  });
+  $("audit-verify").addEventListener("click", () => loadAudit(state.generation));
+}
+
 // ------------------------------------------------------------------------------ timers
 
 function tick(gen) {
@@ -1723,6 +2616,8 @@ function tick(gen) {
     drawChart();
   }
   if (state.scope.kind === "connect") renderAges(state.connect.get(state.scope.adapter), now);
+  if (state.scope.kind === "alarms") renderAlarmTimes(now);
+  if (state.scope.kind === "commands") renderCommandAges(now);
   later(() => tick(gen), 1_000 - (Date.now() % 1_000) + 5);
 }
 
@@ -1765,6 +2660,7 @@ function boot() {
   });
   $("sign-out").addEventListener("click", () => signOut(null));
   $("tree-all").addEventListener("click", () => select({ kind: "all" }));
+  wireOperations();
   $("detail-close").addEventListener("click", closeDetail);
   $("detail-chart").addEventListener("pointermove", (ev) => state.detail?.hover?.(ev));
   $("detail-chart").addEventListener("pointerleave", () => {
