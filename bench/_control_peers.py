@@ -1,8 +1,10 @@
 """Subprocesses of bench/control.py: the devices, and the factory5g server.
 
-``python _control_peers.py devices`` — a pymodbus TCP server (holding registers 0..15; register
-10 holds the guard door bit, closed) and an asyncua server (``ns=2;s=stand.trim``, Double,
-writable), both on free loopback ports; prints ``{"modbus": port, "opcua": port}``.
+``python _control_peers.py devices modbus`` — a pymodbus TCP server (holding registers 0..15;
+register 10 holds the guard door bit, closed) on a free loopback port; prints ``{"modbus":
+port}``. ``... devices opcua`` — an asyncua server (``ns=2;s=stand.trim``, Double, writable);
+prints ``{"opcua": port}``. Two processes, as they are two devices: neither waits while the other
+answers the platform's polls.
 
 ``python _control_peers.py server SITE DATA_DIR PORT`` — ``create_app`` under uvicorn, as
 ``factory5g up`` runs it; prints ``{"token": operator token}`` once ready.
@@ -20,9 +22,14 @@ from pathlib import Path
 HOST = "127.0.0.1"
 
 
-async def devices() -> None:
-    from asyncua import ua
-    from asyncua.server import Server
+async def devices(kind: str) -> None:
+    if kind == "modbus":
+        await _modbus()
+    else:
+        await _opcua()
+
+
+async def _modbus() -> None:
     from pymodbus.server import ModbusTcpServer
     from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -33,6 +40,14 @@ async def devices() -> None:
     )
     await mb.serve_forever(background=True)
     mb_port = mb.transport.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    print(json.dumps({"modbus": mb_port}), flush=True)
+    await asyncio.to_thread(sys.stdin.read)
+    await mb.shutdown()
+
+
+async def _opcua() -> None:
+    from asyncua import ua
+    from asyncua.server import Server
 
     server = Server()
     server.disable_clock()
@@ -51,10 +66,9 @@ async def devices() -> None:
     await var.set_writable()
     await server.start()
     assert server.bserver is not None
-    print(json.dumps({"modbus": mb_port, "opcua": server.bserver.port}), flush=True)
+    print(json.dumps({"opcua": server.bserver.port}), flush=True)
     await asyncio.to_thread(sys.stdin.read)
     await server.stop()
-    await mb.shutdown()
 
 
 def server(site: str, data_dir: str, port: int) -> None:
@@ -92,6 +106,6 @@ def server(site: str, data_dir: str, port: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "devices":
-        asyncio.run(devices())
+        asyncio.run(devices(sys.argv[2]))
     else:
         server(sys.argv[2], sys.argv[3], int(sys.argv[4]))

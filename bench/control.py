@@ -8,7 +8,7 @@ Figures:
 * ``commands``: ``POST /api/v1/commands`` round trips (HTTP request → role, deadline, value and
   interlock checks → idempotency key and audit entry on disk (fsync) → adapter write → device
   acknowledgement → outcome and audit entry committed → HTTP response) against a pymodbus and
-  an asyncua server, in a subprocess on loopback; the factory5g server (uvicorn, the whole
+  an asyncua server, each in a subprocess on loopback; the factory5g server (uvicorn, the whole
   runtime, as ``factory5g up`` runs it) in another; the client in this process, one keep-alive
   connection, one command at a time, 20 warm-up commands not counted. ``http_floor``: ``GET
   /api/v1/health`` on the same connection, what HTTP alone costs (through FastAPI).
@@ -428,12 +428,14 @@ def _fsync(data_dir: Path, n: int) -> dict[str, Any]:
 
 def commands(quick: bool) -> dict[str, Any]:
     n = 300 if quick else 3000
-    devices = Peer("devices")
+    plc = Peer("devices", "modbus")
+    stand = Peer("devices", "opcua")
+    devices = {**plc.info, **stand.info}
     server: Peer | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="f5g-bench-control-") as tmp:
             site = Path(tmp) / "site.toml"
-            site.write_text(site_text(devices.info["modbus"], devices.info["opcua"]), "utf-8")
+            site.write_text(site_text(devices["modbus"], devices["opcua"]), "utf-8")
             port = _free_port()
             server = Peer("server", str(site), str(Path(tmp) / "data"), str(port))
             api = _api(port, server.info["token"], n)
@@ -442,11 +444,12 @@ def commands(quick: bool) -> dict[str, Any]:
             inproc = asyncio.run(_inproc(site.read_text("utf-8"), Path(tmp) / "inproc", n))
             in_runtime = asyncio.run(_in_runtime(site.read_text("utf-8"), Path(tmp) / "runtime", n))
             fsync = _fsync(Path(tmp) / "fsync", n)
-        bare = asyncio.run(_bare(devices.info["modbus"], devices.info["opcua"], n))
+        bare = asyncio.run(_bare(devices["modbus"], devices["opcua"], n))
     finally:
         if server is not None:
             server.stop()
-        devices.stop()
+        plc.stop()
+        stand.stop()
     return {
         "api": api,
         "inproc": inproc,
