@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
+from factory5g.aio import cancel_and_wait
 from factory5g.apps.alarms.engine import AlarmEngine, Transitions
 from factory5g.apps.alarms.errors import ShelveError, UnknownAlarmError
 from factory5g.apps.alarms.history import AlarmHistory, StoredRow
@@ -96,9 +97,7 @@ class AlarmService:
     async def _stop(self) -> None:
         if self._sub is not None:
             self._sub.close()
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks, what="alarm service")
         self.history.__exit__(None, None, None)
 
     def _spawn(self, coro: Any, name: str) -> None:

@@ -44,6 +44,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
 
+from factory5g.aio import cancel_and_wait
 from factory5g.apps.control.audit import ControlStore
 from factory5g.apps.control.commands import (
     Command,
@@ -244,9 +245,7 @@ class ControlService:
             await self._end_jog(jog, "stopped")
         if self._sub is not None:
             self._sub.close()
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks, what="control service")
         self.store.__exit__(None, None, None)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:

@@ -58,6 +58,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
+from factory5g.aio import cancel_and_wait
 from factory5g.connect.base import UnknownTargetError, WriteRejectedError, WriteResult, WriteValue
 from factory5g.connect.modbus.codec import BlockCodec, Format, encode, raw_value, set_bit
 from factory5g.connect.modbus.errors import (
@@ -419,9 +420,7 @@ class ModbusAdapter:
         await self._stop()
 
     async def _stop(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks, what="Modbus adapter")
         for link in self._links.values():
             link.close()
 

@@ -46,6 +46,7 @@ from asyncua.crypto.uacrypto import CertProperties
 from asyncua.ua.status_codes import get_name_and_doc
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
+from factory5g.aio import cancel_and_wait
 from factory5g.connect.base import UnknownTargetError, WriteResult, WriteValue
 from factory5g.connect.opcua.convert import (
     ConversionError,
@@ -719,9 +720,7 @@ class OpcUaAdapter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks, what="OPC UA adapter")
         self._tasks.clear()
 
     # -- the Adapter protocol -------------------------------------------------------------------

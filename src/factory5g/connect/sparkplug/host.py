@@ -36,6 +36,7 @@ from typing import Any, Final, Self
 import numpy as np
 from numpy.typing import NDArray
 
+from factory5g.aio import cancel_and_wait
 from factory5g.connect.base import UnknownTargetError, WriteRejectedError, WriteResult, WriteValue
 from factory5g.connect.mqtt import Message, MqttClient, MqttError, MqttOptions
 from factory5g.connect.sparkplug import fastdecode
@@ -257,9 +258,7 @@ class SparkplugHost:
     ) -> None:
         # Stop consuming first: the broker echoes our offline STATE back to us, and _own_state
         # would answer it with online (left retained after a clean exit).
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks, what="Sparkplug host")
         # A clean stop says so: publish offline ourselves (the broker keeps the Will for crashes).
         if self.client.connected:
             try:
