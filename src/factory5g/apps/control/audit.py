@@ -297,6 +297,8 @@ class ControlStore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._flush_at is not None:
+            self._flush_at.cancel()
         if self._db is not None:
             self._flush()  # every write already submitted
         if self._checkpointer is not None:
