@@ -347,3 +347,29 @@ async def test_websocket_pushes_command_and_alarm_events_and_takes_heartbeats(ap
             while (msg := json.loads(await ws.recv()))["type"] != "error":
                 pass
         assert "no running hold-to-run session" in msg["detail"]
+
+
+async def test_audit_verify_after_a_recorded_head(app: App) -> None:
+    c, viewer = app.client, app.auth(Role.VIEWER)
+    await c.post("/api/v1/commands", json=body(3.0, "h1"), headers=app.auth(Role.OPERATOR))
+    head = (await c.get("/api/v1/audit/head", headers=viewer)).json()
+    await c.post("/api/v1/commands", json=body(4.0, "h2"), headers=app.auth(Role.OPERATOR))
+    r = await c.get(
+        "/api/v1/audit/verify",
+        params={"after_seq": head["seq"], "after_hash": head["hash"]},
+        headers=viewer,
+    )
+    assert r.status_code == 200
+    assert (r.json()["ok"], r.json()["entries"]) == (True, 2)  # only the entries since
+    wrong = await c.get(
+        "/api/v1/audit/verify",
+        params={"after_seq": head["seq"], "after_hash": "0" * 64},
+        headers=viewer,
+    )
+    assert (wrong.json()["ok"], wrong.json()["why"]) == (
+        False,
+        f"entry {head['seq']} no longer has the anchored hash",
+    )
+    half = await c.get("/api/v1/audit/verify", params={"after_seq": 1}, headers=viewer)
+    assert half.status_code == 422
+    assert "go together" in half.json()["detail"]

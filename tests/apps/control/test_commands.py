@@ -102,3 +102,44 @@ async def test_the_audit_chain_detects_tampering(rig: Rig) -> None:
     bad = store.verify()
     assert (bad.ok, bad.first_bad) == (False, 5)
     assert bad.why == "entry 4 is missing (found 5)"
+
+
+async def test_the_chain_is_verified_after_a_recorded_head(rig: Rig) -> None:
+    for v in (1.0, 2.0, 3.0):
+        await rig.command("table.speed_setpoint", v)
+    store = rig.control.store
+    anchor = store.head_entry  # recorded elsewhere (a printout, a log server)
+    assert anchor[0] == 6
+    for v in (4.0, 5.0):
+        await rig.command("table.speed_setpoint", v)
+    since = store.verify(anchor)
+    assert (since.ok, since.entries, since.head) == (True, 4, store.head)  # only the new ones
+    whole = store.verify((0, GENESIS))
+    assert (whole.ok, whole.entries) == (True, 10)
+    assert store.verify((0, "f" * 64)).ok is False
+
+    db: sqlite3.Connection = store.db
+    db.execute("DROP TRIGGER audit_no_update")
+    db.execute("UPDATE audit SET payload = '9.0' WHERE seq = 8")
+    bad = store.verify(anchor)
+    assert (bad.ok, bad.first_bad, bad.why) == (False, 8, "content does not match its hash")
+    db.execute("UPDATE audit SET payload = '4.0' WHERE seq = 8")
+    assert store.verify(anchor).ok
+    # the anchored entry itself rewritten, its hash recomputed to look consistent
+    e = store.audit(after_seq=5, limit=1)[0]
+    forged = chain_hash(e.prev, [*e.content()[:2], "mallory", *e.content()[3:]])
+    db.execute("UPDATE audit SET user = 'mallory', hash = ? WHERE seq = 6", [forged])
+    bad = store.verify(anchor)
+    assert (bad.ok, bad.first_bad, bad.why) == (
+        False,
+        6,
+        "entry 6 no longer has the anchored hash",
+    )
+    # the log cut below the recorded head: a whole walk cannot tell, the anchor can
+    db.execute("DROP TRIGGER audit_no_delete")
+    db.execute("DELETE FROM audit WHERE seq >= 5")
+    whole = store.verify()
+    assert (whole.ok, whole.entries) == (True, 4)  # a valid, shorter chain
+    bad = store.verify(anchor)
+    assert (bad.ok, bad.first_bad) == (False, 6)
+    assert bad.why == "the anchor, entry 6, is gone: the log was cut"

@@ -53,11 +53,23 @@ async def head(rt: RuntimeDep, _: Viewer) -> dict[str, Any]:
 
 
 @router.get("/audit/verify", summary="Walk the hash chain: has the log been tampered with?")
-async def verify(rt: RuntimeDep, _: Viewer) -> dict[str, Any]:
-    v = control_of(rt).store.verify()
+async def verify(
+    rt: RuntimeDep,
+    _: Viewer,
+    after_seq: Annotated[
+        int | None, Query(ge=0, description="a head recorded earlier: walk only what follows")
+    ] = None,
+    after_hash: Annotated[
+        str | None, Query(pattern="^[0-9a-f]{64}$", description="that head's hash")
+    ] = None,
+) -> dict[str, Any]:
+    if (after_seq is None) != (after_hash is None):
+        raise Problem(422, "after_seq and after_hash go together: the head recorded earlier")
+    anchor = (after_seq, after_hash) if after_seq is not None and after_hash is not None else None
+    v = control_of(rt).store.verify(anchor)
     return {
         "ok": v.ok,
-        "entries": v.entries,
+        "entries": v.entries,  # walked: after the anchor when one is given
         "head": v.head,
         "first_bad": v.first_bad,
         "why": v.why,

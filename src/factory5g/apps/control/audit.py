@@ -206,21 +206,23 @@ class Verification:
     why: str | None = None
 
 
-def verify(rows: Iterator[AuditEntry]) -> Verification:
+def verify(rows: Iterator[AuditEntry], after: tuple[int, str] = (0, GENESIS)) -> Verification:
     """Walk the chain: contiguous sequence numbers, each ``prev`` the hash before, each hash
-    the hash of its content."""
-    prev = GENESIS
-    n = 0
+    the hash of its content. ``after`` is where the walk starts: (seq, hash) of an entry already
+    verified — the genesis by default; ``rows`` are the entries after it."""
+    n, prev = after
+    walked = 0
     for e in rows:
         n += 1
         if e.seq != n:
-            return Verification(False, n - 1, prev, e.seq, f"entry {n} is missing (found {e.seq})")
+            return Verification(False, walked, prev, e.seq, f"entry {n} is missing (found {e.seq})")
         if e.prev != prev:
-            return Verification(False, n - 1, prev, e.seq, "does not link to the entry before")
+            return Verification(False, walked, prev, e.seq, "does not link to the entry before")
         if chain_hash(prev, e.content()) != e.hash:
-            return Verification(False, n - 1, prev, e.seq, "content does not match its hash")
+            return Verification(False, walked, prev, e.seq, "content does not match its hash")
         prev = e.hash
-    return Verification(True, n, prev)
+        walked += 1
+    return Verification(True, walked, prev)
 
 
 CHECKPOINT_EVERY: Final = 64  # commits between two WAL checkpoints (about 500 pages)
@@ -605,9 +607,33 @@ class ControlStore:
         )
         return [AuditEntry(*row) for row in self.reader.execute(sql, [*args, limit])]
 
-    def verify(self) -> Verification:
-        rows = self.reader.execute(f"SELECT {', '.join(_AUDIT_COLS)} FROM audit ORDER BY seq")
-        return verify(AuditEntry(*row) for row in rows)
+    def verify(self, anchor: tuple[int, str] | None = None) -> Verification:
+        """Walk the whole chain, or only what follows ``anchor``: the (seq, hash) of a head
+        recorded elsewhere earlier (``/api/v1/audit/head``). That entry must still be there,
+        with that hash and a content matching it; then the entries after it are walked — the
+        cost of the check is what was added since, and a log cut below the anchor is caught."""
+        cols = ", ".join(_AUDIT_COLS)
+        if anchor is None:
+            rows = self.reader.execute(f"SELECT {cols} FROM audit ORDER BY seq")
+            return verify(AuditEntry(*row) for row in rows)
+        seq, digest = anchor
+        if seq > 0:
+            row = self.reader.execute(f"SELECT {cols} FROM audit WHERE seq = ?", [seq]).fetchone()
+            if row is None:
+                return Verification(
+                    False, 0, digest, seq, f"the anchor, entry {seq}, is gone: the log was cut"
+                )
+            e = AuditEntry(*row)
+            if e.hash != digest:
+                return Verification(
+                    False, 0, digest, seq, f"entry {seq} no longer has the anchored hash"
+                )
+            if chain_hash(e.prev, e.content()) != e.hash:
+                return Verification(False, 0, digest, seq, "content does not match its hash")
+        elif digest != GENESIS:
+            return Verification(False, 0, digest, 0, "the anchor of entry 0 is the genesis hash")
+        rows = self.reader.execute(f"SELECT {cols} FROM audit WHERE seq > ? ORDER BY seq", [seq])
+        return verify((AuditEntry(*row) for row in rows), (seq, digest))
 
 
 def _audit_content(cmd: Command, ts: int) -> list[Any]:
