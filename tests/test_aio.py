@@ -51,7 +51,7 @@ async def test_done_and_failed_tasks_are_collected_without_a_warning(
 
     failed = asyncio.create_task(fail())
     done = asyncio.create_task(asyncio.sleep(0))
-    await asyncio.sleep(0.01)
+    await asyncio.wait([failed, done])  # both ended before the stop
     with caplog.at_level(logging.WARNING, logger="factory5g.aio"):
         await cancel_and_wait([failed, done])
     assert isinstance(failed.exception(), RuntimeError)  # retrieved, not "never retrieved"

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from playwright.sync_api import (
     Browser,
+    BrowserContext,
     ConsoleMessage,
     Locator,
     Page,
@@ -118,6 +119,16 @@ def console_url(demo: Server) -> tuple[str, str]:
     return url.group(1), token
 
 
+def open_console(browser: Browser, url: str) -> tuple[BrowserContext, Page, Recorder]:
+    """A fresh browser context on ``url``, every request and console error recorded."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    seen = Recorder()
+    seen.attach(page)
+    page.goto(url)
+    return context, page, seen
+
+
 def value_text(page: Page, path: str) -> str:
     return page.locator(f'[data-signal-path="{path}"]').inner_text()
 
@@ -127,11 +138,7 @@ def test_console_shows_the_live_plant_and_talks_to_no_other_host(
 ) -> None:
     url, token = console_url(demo)
     base = f"http://127.0.0.1:{demo.port}/"
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    seen = Recorder()
-    seen.attach(page)
-    page.goto(url)
+    context, page, seen = open_console(browser, url)
 
     # The token left the address bar (and so the history) but is kept for the next visit.
     expect(page).to_have_url(base)
@@ -198,11 +205,9 @@ def test_console_asks_for_a_token_when_the_one_given_is_refused(
     demo: Server, browser: Browser, tmp_path: Path
 ) -> None:
     _, token = console_url(demo)
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    seen = Recorder()
-    seen.attach(page)
-    page.goto(f"http://127.0.0.1:{demo.port}/#token=f5g_00000000_x")
+    context, page, seen = open_console(
+        browser, f"http://127.0.0.1:{demo.port}/#token=f5g_00000000_x"
+    )
 
     expect(page.locator("#login")).to_be_visible()
     expect(page.locator("#login-error")).to_have_text(re.compile("unknown or revoked"))
@@ -263,11 +268,7 @@ def test_console_shows_the_sparkplug_host_and_its_edge_nodes(
     demo: Server, browser: Browser, tmp_path: Path
 ) -> None:
     url, _ = console_url(demo)
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    seen = Recorder()
-    seen.attach(page)
-    page.goto(url)
+    context, page, seen = open_console(browser, url)
 
     # The entry at the foot of the tree says how many edge nodes publish; it opens the view.
     entry = page.locator("#tree-sparkplug")
@@ -375,11 +376,7 @@ def test_console_shows_the_opcua_endpoints_and_the_modbus_devices(
     demo: Server, browser: Browser, tmp_path: Path
 ) -> None:
     url, _ = console_url(demo)
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    seen = Recorder()
-    seen.attach(page)
-    page.goto(url)
+    context, page, seen = open_console(browser, url)
 
     # Both clients have their entry under Sparkplug's, with their count and a green dot.
     expect(page.locator("#connectivity .node .label")).to_have_text(
@@ -642,11 +639,7 @@ def test_console_alarms_live_acknowledge_shelve_by_role(
     operator = api_client(demo, tokens["operator"])
     admin = api_client(demo, admin_token)
     try:
-        context = browser.new_context(viewport=VIEWPORT)
-        page = context.new_page()
-        seen = Recorder()
-        seen.attach(page)
-        page.goto(f"{base}#token={tokens['operator']}")
+        context, page, seen = open_console(browser, f"{base}#token={tokens['operator']}")
         expect(page.locator("#user-role")).to_have_text("operator")
         expect(page.locator("#conn")).to_have_attribute("data-state", "live")
 
@@ -713,11 +706,9 @@ def test_console_alarms_live_acknowledge_shelve_by_role(
         page.screenshot(path=tmp_path / "console-alarms.png")
 
         # A viewer sees the same alarms, read only: every action disabled, saying which role.
-        viewer_context = browser.new_context(viewport=VIEWPORT)
-        other = viewer_context.new_page()
-        other_seen = Recorder()
-        other_seen.attach(other)
-        other.goto(f"{base}#token={tokens['viewer']}")
+        viewer_context, other, other_seen = open_console(
+            browser, f"{base}#token={tokens['viewer']}"
+        )
         expect(other.locator("#user-role")).to_have_text("viewer")
         other.locator("#tree-alarms").click()
         seen_high = alarm_row(other, HIGH)
@@ -854,11 +845,7 @@ def test_console_shows_commands_live_and_the_audit_chain(
     operator = api_client(demo, operator_token)
     admin = api_client(demo, admin_token)
     try:
-        context = browser.new_context(viewport=VIEWPORT)
-        page = context.new_page()
-        seen = Recorder()
-        seen.attach(page)
-        page.goto(url)
+        context, page, seen = open_console(browser, url)
         expect(page.locator("#conn")).to_have_attribute("data-state", "live")
 
         # No command yet; an empty audit log is a valid chain.
